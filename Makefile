@@ -1,0 +1,108 @@
+# slurmgate: every entry point a developer, an administrator or CI uses.
+# `make test` on a fresh Debian machine installs what it needs (apt packages, the virtualenv, the lab).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := build
+LAB := $(PYTHON) -m tests.lab
+LAB_DIR ?= /var/lib/slurmgate-lab
+export SLURMGATE_LAB_DIR := $(LAB_DIR)
+# Debian packages the project needs on the host (the lab's own packages live in its chroots).
+APT_PACKAGES := debootstrap
+# make specs SLURMRESTD=/usr/sbin/slurmrestd uses a site's binary instead of the lab's chroots.
+SLURMRESTD ?=
+# Arguments for pytest, e.g. make test PYTEST_ARGS='-k routes -x'.
+PYTEST_ARGS ?=
+
+.PHONY: help
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(BUILD)/apt.stamp: Makefile
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	  | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	fi
+	@touch $@
+
+.PHONY: apt
+apt: $(BUILD)/apt.stamp  ## install the Debian packages the project needs (as root)
+
+$(VENV)/.stamp: pyproject.toml constraints.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# mypy cannot follow setuptools' editable import hook, so it reads a link tree with the import
+# layout instead: build/typing/slurmgate/<folder> -> <folder>.
+$(BUILD)/typing/.stamp:
+	@mkdir -p $(BUILD)/typing/slurmgate
+	@for d in codegen generated policies server; do ln -sfn ../../../$$d $(BUILD)/typing/slurmgate/$$d; done
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp $(BUILD)/typing/.stamp  ## create the virtualenv with every dependency
+
+.PHONY: lock
+lock: venv  ## refresh constraints.txt from the virtualenv
+	@{ echo "# Pinned versions for reproducible installs (make venv uses: pip install -c constraints.txt). Refresh with 'make lock'."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^slurmgate'; } > constraints.txt
+
+.PHONY: lab
+lab: apt  ## bring the Slurm lab up (trixie: Slurm 24.11, forky: Slurm 26.05); idempotent
+	$(LAB) up
+
+.PHONY: lab-down
+lab-down:  ## stop the daemons the lab started and release its mounts (chroots are kept)
+	$(LAB) down
+
+.PHONY: lab-status
+lab-status:  ## show the lab's daemons
+	$(LAB) status
+
+.PHONY: lab-destroy
+lab-destroy:  ## stop the lab and delete its chroots
+	$(LAB) destroy
+
+.PHONY: specs
+specs: venv  ## regenerate specs/ with slurmrestd --generate-openapi-spec (SLURMRESTD=... for a site binary)
+ifeq ($(SLURMRESTD),)
+	$(MAKE) apt
+	$(LAB) chroot
+	$(PY) -m slurmgate.codegen.specs --out specs \
+	  --lab-root $(LAB_DIR)/trixie/root --lab-root $(LAB_DIR)/forky/root
+else
+	$(PY) -m slurmgate.codegen.specs --out specs --slurmrestd $(SLURMRESTD)
+endif
+
+.PHONY: regen
+regen: venv  ## regenerate generated/ from specs/ and policies/
+	$(PY) -m slurmgate.codegen regen
+
+.PHONY: check-generated
+check-generated: venv  ## fail when generated/ does not match specs/ + policies/
+	$(PY) -m slurmgate.codegen regen --check
+
+.PHONY: lint
+lint: venv  ## ruff and mypy (strict)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy -p slurmgate.codegen -p slurmgate.policies -p slurmgate.server -p slurmgate.generated
+	$(VENV)/bin/mypy tests
+
+.PHONY: test
+test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated check, pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: venv lab  ## bring the lab up and show how to reach it
+	@$(LAB) show
