@@ -1,1 +1,98 @@
-def main() -> None: ...
+"""The ``slurmgate`` command: one subcommand per job, each a function taking parsed arguments.
+
+``slurmgate routes [--version v0.0.XX] [--json]`` prints the routing table compiled into
+``slurmgate.generated`` (not the specs): scope, cache policy and account locations per operation.
+Later subcommands (``serve``, ``token``) register themselves in :func:`build_parser` the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from slurmgate.generated import ROUTES, VERSIONS
+from slurmgate.policies.routing import Route
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+_COLUMNS = ("METHOD", "PATH", "SCOPE", "MUTATING", "CACHE", "OPERATION", "ACCOUNTS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand stores its function as ``command``."""
+    parser = argparse.ArgumentParser(
+        prog="slurmgate", description="Gateway in front of slurmrestd."
+    )
+    commands = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
+    routes = commands.add_parser(
+        "routes",
+        help="print the routing table of the generated API versions",
+        description="Print every slurmrestd operation the gateway knows, with its scope, cache "
+        "policy and where the request names Slurm accounts.",
+    )
+    routes.add_argument(
+        "--version",
+        dest="api_version",
+        metavar="v0.0.XX",
+        help="only this API version (default: every generated version)",
+    )
+    routes.add_argument("--json", action="store_true", help="one JSON object per line")
+    routes.set_defaults(command=_routes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``slurmgate`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    supported = [api.version for api in VERSIONS]
+    if args.name == "routes" and args.api_version is not None and args.api_version not in supported:
+        parser.exit(
+            2,
+            f"slurmgate routes: unknown API version {args.api_version!r}; "
+            f"supported: {', '.join(supported)}\n",
+        )
+    command: Command = args.command
+    try:
+        return command(args, sys.stdout)
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, and keep Python's exit-time flush
+        # of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _routes(args: argparse.Namespace, out: TextIO) -> int:
+    versions = [args.api_version] if args.api_version else [api.version for api in VERSIONS]
+    if args.json:
+        for version in versions:
+            for route in ROUTES[version]:
+                out.write(json.dumps({"version": version, **route.as_json()}) + "\n")
+        return 0
+    rows: list[tuple[str, ...]] = [_COLUMNS]
+    rows += [_row(route) for version in versions for route in ROUTES[version]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    return 0
+
+
+def _row(route: Route) -> tuple[str, ...]:
+    accounts = ",".join(str(location) for location in route.accounts) or "-"
+    return (
+        route.method,
+        route.path,
+        route.scope,
+        "yes" if route.mutating else "no",
+        str(route.cache),
+        route.operation_id,
+        accounts,
+    )
