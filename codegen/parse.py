@@ -247,7 +247,7 @@ def account_locations(
         if rule.account:
             kind = LocationKind(param.location)
             locations.add(AccountLocation(kind, (param.name,), rule.form, rule.when_absent))
-    fields = string_fields(schemas, schemas[operation.body_schema]) if operation.body_schema else []
+    fields = string_fields(schemas, operation.body_schema) if operation.body_schema else []
     for field in fields:
         body_rule = rules.classify_field(*where, field.path)
         if body_rule is None:

@@ -18,15 +18,15 @@ class StringField:
     path: tuple[str, ...]
 
 
-def string_fields(schemas: Mapping[str, Any], schema: Mapping[str, Any]) -> list[StringField]:
-    """Every path in ``schema`` that holds a free string (not an enum), sorted, each once.
+def string_fields(schemas: Mapping[str, Any], root: str) -> list[StringField]:
+    """Every path in component ``root`` that holds a free string (not an enum), sorted, each once.
 
     References are followed through ``schemas`` (``components/schemas``); a reference already
     being walked on the current path is not entered again, so recursive schemas end. Every branch
     of ``anyOf``/``oneOf``/``allOf`` is walked at the same path, since a client may send any.
     """
     found: set[StringField] = set()
-    _walk(schemas, schema, (), frozenset(), found)
+    _walk(schemas, {"$ref": _REF_PREFIX + root}, (), frozenset(), found)
     return sorted(found)
 
 
