@@ -1,0 +1,1 @@
+"""The build pipeline: specs/ + policies/ -> generated/. Never imported by the server."""

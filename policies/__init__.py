@@ -1,0 +1,1 @@
+"""Authorization as data plus pure functions; no aiohttp, no import of codegen."""

@@ -1,0 +1,1 @@
+"""Renderers: IR -> file text (models via datamodel-code-generator, the rest via jinja2)."""
