@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from slurmgate.codegen.ir import Build, Problem
 from slurmgate.codegen.load import load_specs
@@ -23,6 +25,8 @@ from slurmgate.policies.rules import (
 __all__ = ["Outcome", "build", "load_policies", "regen", "render"]
 
 log = logging.getLogger("slurmgate.codegen")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +47,20 @@ class Outcome:
 def load_policies(policy_dir: Path) -> tuple[Policies | None, list[Problem]]:
     """The three policy files; each file's problems are reported, not raised."""
     problems: list[Problem] = []
-    loaded = []
-    for loader, name in (
-        (load_scope_rules, "scopes.toml"),
-        (load_cache_rules, "cache.toml"),
-        (load_account_rules, "accounts.toml"),
-    ):
-        try:
-            loaded.append(loader(policy_dir / name))
-        except PolicyError as exc:
-            problems.extend(Problem(f"{policy_dir.name}/{name}", line) for line in exc.problems)
-    if problems:
+    scopes = _load(load_scope_rules, policy_dir / "scopes.toml", problems)
+    cache = _load(load_cache_rules, policy_dir / "cache.toml", problems)
+    accounts = _load(load_account_rules, policy_dir / "accounts.toml", problems)
+    if scopes is None or cache is None or accounts is None:
         return None, problems
-    scopes, cache, accounts = loaded
-    return Policies(scopes, cache, accounts), []  # type: ignore[arg-type]
+    return Policies(scopes, cache, accounts), problems
+
+
+def _load(loader: Callable[[Path], _T], path: Path, problems: list[Problem]) -> _T | None:
+    try:
+        return loader(path)
+    except PolicyError as exc:
+        problems.extend(Problem(path.parent.name, line) for line in exc.problems)
+        return None
 
 
 def build(specs_dir: Path, policy_dir: Path) -> tuple[Build, list[Problem]]:
