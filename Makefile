@@ -38,7 +38,6 @@ apt: $(BUILD)/apt.stamp  ## install the Debian packages the project needs (as ro
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 

@@ -30,7 +30,9 @@ PLUGINS = "openapi/slurmctld,openapi/slurmdbd"
 # Data parser versions to try: slurmrestd cannot list them without a running munged.
 CANDIDATES = tuple(f"v0.0.{n}" for n in range(36, 60))
 MINIMAL_CONF = "ClusterName=specs\nSlurmctldHost=localhost\n"
-MANIFEST_HEADER = "# version  slurm-release  sha256 (of the normalized spec file); written by `make specs`"
+MANIFEST_HEADER = (
+    "# version  slurm-release  sha256 (of the normalized spec file); written by `make specs`"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +72,15 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def run_source(source: Source, *args: str) -> subprocess.CompletedProcess[bytes]:
     # The configuration must be readable by the binary: inside the chroot when there is one.
-    base = Path(tempfile.mkdtemp(prefix="slurmgate-specs-", dir=(source.chroot or Path("/")) / "tmp"))
+    base = Path(
+        tempfile.mkdtemp(prefix="slurmgate-specs-", dir=(source.chroot or Path("/")) / "tmp")
+    )
     try:
         (base / "slurm.conf").write_text(MINIMAL_CONF)
-        conf = "/" + str((base / "slurm.conf").relative_to(source.chroot)) if source.chroot else str(
-            base / "slurm.conf"
+        conf = (
+            "/" + str((base / "slurm.conf").relative_to(source.chroot))
+            if source.chroot
+            else str(base / "slurm.conf")
         )
         cmd, env = source.command(conf, *args)
         return subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False)

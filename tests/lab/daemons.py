@@ -219,10 +219,15 @@ def up(suite: Suite) -> dict[str, Any]:
     ensure_database(suite)
     by_key = {d.key: d for d in daemons(suite)}
 
+    socket_path = suite.root / "run/munge/munge.socket.2"
+    if not pid_is_ours(suite, state["pids"].get("munged", 0), "munged"):
+        # A socket left by a munged that was killed would pass for a ready one.
+        for stale in socket_path.parent.glob("munge.socket.2*"):
+            stale.unlink()
     start_daemon(suite, by_key["munged"], state)
     wait_for(
         "munged",
-        (suite.root / "run/munge/munge.socket.2").exists,
+        socket_path.exists,
         timeout=20,
         suite=suite,
     )
