@@ -17,6 +17,7 @@ from .suites import (
     CHROOT_ENV,
     JWT_KEY,
     NODES,
+    RESTD_SOCKET,
     RESTD_UID,
     RESTD_USER,
     SUITES,
@@ -185,6 +186,9 @@ def configure(suite: Suite) -> None:
         (root / rel).mkdir(parents=True, exist_ok=True)
         os.chown(root / rel, munge_uid, munge_gid)
     mysql_uid, mysql_gid = chroot_ids(suite, "mysql")
+    restd_uid, restd_gid = chroot_ids(suite, RESTD_USER)
+    (root / RESTD_SOCKET.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    os.chown((root / RESTD_SOCKET.lstrip("/")).parent, restd_uid, restd_gid)
     (root / "run/mysqld").mkdir(parents=True, exist_ok=True)
     os.chown(root / "run/mysqld", mysql_uid, mysql_gid)
     key = root / JWT_KEY.lstrip("/")

@@ -29,6 +29,7 @@ from .suites import (
     CHROOT_ENV,
     JWT_KEY,
     NODES,
+    RESTD_SOCKET,
     RESTD_USER,
     USERS,
     LabError,
@@ -74,7 +75,7 @@ def daemons(suite: Suite) -> list[Daemon]:
         Daemon(
             "slurmrestd",
             "slurmrestd",
-            ("-a", "rest_auth/jwt", f"127.0.0.1:{suite.rest_port}"),
+            ("-a", "rest_auth/jwt", f"127.0.0.1:{suite.rest_port}", f"unix:{RESTD_SOCKET}"),
             user=RESTD_USER,
             # Without SLURM_JWT=daemon slurmrestd rejects every request ("thread config token").
             env=(("SLURM_JWT", "daemon"),),
@@ -287,6 +288,18 @@ def up(suite: Suite) -> dict[str, Any]:
         "jwt_key": str(suite.root / JWT_KEY.lstrip("/")),
         "munge_socket": str(suite.root / "run/munge/munge.socket.2"),
         "logs": str(suite.home / "logs"),
+        "unix_socket": str(suite.root / RESTD_SOCKET.lstrip("/")),
+        # slurmrestd in inetd mode (no listen address): one process per connection on stdin/stdout.
+        "inetd_command": [
+            "chroot",
+            f"--userspec={RESTD_USER}:{RESTD_USER}",
+            str(suite.root),
+            "/usr/bin/env",
+            "SLURM_JWT=daemon",
+            "/usr/sbin/slurmrestd",
+            "-a",
+            "rest_auth/jwt",
+        ],
     }
 
 

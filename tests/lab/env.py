@@ -27,6 +27,10 @@ class LabSuite:
     slurm_release: str
     root: Path
     jwt_key: Path
+    #: slurmrestd's unix socket, as seen from the host
+    unix_socket: Path
+    #: runs slurmrestd in inetd mode (one process per connection, HTTP on stdin/stdout)
+    inetd_command: tuple[str, ...]
 
     def token(self, user: str = "slurm", lifespan: int = 600) -> str:
         """A JWT for ``user`` signed with the suite's Slurm key."""
@@ -89,6 +93,8 @@ def load_lab() -> Lab:
             slurm_release=s["slurm_release"],
             root=Path(s["root"]),
             jwt_key=Path(s["jwt_key"]),
+            unix_socket=Path(s["unix_socket"]),
+            inetd_command=tuple(s["inetd_command"]),
         )
         for name, s in data["suites"].items()
     }

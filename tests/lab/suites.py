@@ -14,6 +14,7 @@ __all__ = [
     "LAB_DIR",
     "NODES",
     "PARTITIONS",
+    "RESTD_SOCKET",
     "RESTD_UID",
     "RESTD_USER",
     "SUITES",
@@ -42,6 +43,7 @@ USERS: dict[str, tuple[int, tuple[str, ...]]] = {
 ADMIN_USER = "dora"
 RESTD_USER = "slurmrestd"
 RESTD_UID = 990
+RESTD_SOCKET = "/run/slurmrestd/slurmrestd.socket"
 NODES = ("n1", "n2")
 PARTITIONS = {"debug": "Default=YES", "batch": "Default=NO"}
 

@@ -1,0 +1,195 @@
+"""The gateway's settings: one TOML file, validated at start, frozen afterwards.
+
+Every key is documented in docs/configuration.md; ``slurmgate.example.toml`` is a complete example.
+Validation reports every problem at once, each naming the file, the key and what is wrong.
+pydantic does the checking (it is already a dependency, and its error locations name the key).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from slurmgate.server.errors import ConfigError
+
+__all__ = [
+    "AuthSettings",
+    "LimitsSettings",
+    "ListenSettings",
+    "MungeSettings",
+    "Settings",
+    "SlurmUserTokenSettings",
+    "UpstreamSettings",
+    "load_settings",
+    "parse_settings",
+]
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ListenSettings(_Section):
+    """Where the gateway accepts clients."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class UpstreamSettings(_Section):
+    """How the gateway reaches slurmrestd."""
+
+    transport: Literal["http", "unix", "inetd"] = "http"
+    #: http: slurmrestd's base URL, e.g. http://127.0.0.1:6820
+    url: str | None = None
+    #: unix: path of slurmrestd's unix socket (slurmrestd unix:/run/slurmrestd/slurmrestd.socket)
+    socket: Path | None = None
+    #: inetd: the command that runs slurmrestd with no listen address (one process per request)
+    command: tuple[str, ...] = ()
+    #: seconds to wait for a whole answer; then 504
+    timeout: PositiveSeconds = 60.0
+    #: seconds to wait for a connection (http, unix) or process start (inetd); then 502
+    connect_timeout: PositiveSeconds = 5.0
+    #: connections kept open to slurmrestd (http, unix)
+    max_connections: int = Field(64, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _transport_has_its_target(self) -> UpstreamSettings:
+        needed = {"http": ("url", self.url), "unix": ("socket", self.socket)}
+        if self.transport in needed:
+            key, value = needed[self.transport]
+            if not value:
+                raise ValueError(f"transport {self.transport!r} needs 'upstream.{key}'")
+        if self.transport == "inetd" and not self.command:
+            raise ValueError("transport 'inetd' needs 'upstream.command' (a list of strings)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"'upstream.url' must start with http:// or https://, not {self.url!r}"
+            )
+        return self
+
+
+class SlurmUserTokenSettings(_Section):
+    """Where the SlurmUser token that the gateway sends upstream comes from."""
+
+    source: Literal["jwt_key", "command", "file"] = "jwt_key"
+    #: the Slurm user the token is for: SlurmUser (or root), so that X-SLURM-USER-NAME is honoured
+    user: str = "slurm"
+    #: jwt_key: Slurm's HS256 key file (AuthAltParameters=jwt_key=...)
+    jwt_key: Path | None = None
+    #: jwt_key: lifespan of each minted token, in seconds
+    lifespan: int = Field(600, ge=10, le=86400)
+    #: command: prints a token (or SLURM_JWT=...) on stdout, e.g. scontrol token lifespan=600
+    command: tuple[str, ...] = ()
+    #: file: holds the token (or SLURM_JWT=...), re-read when it changes
+    file: Path | None = None
+    #: renew when this fraction of the token's lifetime has passed
+    renew_at: float = Field(0.5, gt=0, lt=1)
+    #: seconds between attempts after a failed renewal
+    retry_interval: PositiveSeconds = 5.0
+
+    @model_validator(mode="after")
+    def _source_has_its_input(self) -> SlurmUserTokenSettings:
+        if self.source == "jwt_key" and self.jwt_key is None:
+            raise ValueError("source 'jwt_key' needs 'slurm_user_token.jwt_key'")
+        if self.source == "command" and not self.command:
+            raise ValueError("source 'command' needs 'slurm_user_token.command'")
+        if self.source == "file" and self.file is None:
+            raise ValueError("source 'file' needs 'slurm_user_token.file'")
+        return self
+
+
+class MungeSettings(_Section):
+    """``Authorization: MUNGE <credential>`` for callers on the cluster."""
+
+    enabled: bool = False
+    #: the unmunge program (Debian's munge package)
+    unmunge: str = "unmunge"
+    #: munged's socket; None = unmunge's default
+    socket: Path | None = None
+    #: oldest credential accepted, in seconds (also bounds the replay cache)
+    max_age: int = Field(5, ge=1, le=300)
+    #: scopes every MUNGE caller gets
+    scopes: tuple[str, ...] = ()
+    #: account patterns every MUNGE caller gets (empty = no restriction)
+    accounts: tuple[str, ...] = ()
+
+
+class AuthSettings(_Section):
+    """How callers prove who they are."""
+
+    #: the tokens file (TOML) managed by `slurmgate token`
+    tokens_file: Path
+    munge: MungeSettings = MungeSettings()
+
+
+class LimitsSettings(_Section):
+    """Limits on what clients may send."""
+
+    #: largest request body accepted, in bytes; larger gets 413
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    listen: ListenSettings = ListenSettings()
+    upstream: UpstreamSettings
+    slurm_user_token: SlurmUserTokenSettings
+    auth: AuthSettings
+    limits: LimitsSettings = LimitsSettings()
+    #: API versions to serve (default: every generated version the upstream serves)
+    versions: tuple[str, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("versions")
+    @classmethod
+    def _known_versions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from slurmgate.generated import VERSIONS
+
+        known = [api.version for api in VERSIONS]
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            raise ValueError(f"unknown API version(s) {unknown}; known: {', '.join(known)}")
+        return value
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_settings(data: dict[str, object], *, origin: str) -> Settings:
+    """Validate parsed TOML; raise :class:`ConfigError` naming every bad key."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{origin}: {_where(item['loc'])}: {message}")
+        raise ConfigError(problems) from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path}: not valid TOML: {error}"]) from None
+    return parse_settings(data, origin=str(path))

@@ -1,0 +1,183 @@
+"""The gateway's exception tree, and the one place it becomes an HTTP response.
+
+::
+
+    SlurmgateError                  every error the gateway itself answers with
+    ├── ClientError                 4xx: the request is at fault
+    │   ├── BadRequest              400  unreadable or ill-formed request
+    │   ├── Unauthenticated         401  no identity (adds WWW-Authenticate)
+    │   ├── Forbidden               403  an identity without permission
+    │   ├── NotFound                404  unknown API version or path
+    │   ├── MethodNotAllowed        405  known path, other method (adds Allow)
+    │   └── PayloadTooLarge         413  body over the configured limit
+    └── UpstreamError               5xx: slurmrestd could not answer
+        ├── UpstreamUnavailable     502  connection refused or broken, bad HTTP
+        └── UpstreamTimeout         504  no answer within the configured time
+    ConfigError                     start-up only: the configuration is wrong (never HTTP)
+
+Bodies use slurmrestd's envelope, so clients that parse slurmrestd's errors parse ours:
+``{"meta": {...}, "errors": [{"error", "error_number", "description", "source"}], "warnings": []}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from aiohttp import web
+
+__all__ = [
+    "BadRequest",
+    "ClientError",
+    "ConfigError",
+    "Forbidden",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "SlurmgateError",
+    "Unauthenticated",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "envelope",
+    "to_response",
+]
+
+#: The ``meta.plugin`` block of the gateway's own answers (slurmrestd puts its plugin there).
+PLUGIN = {"type": "slurmgate", "name": "slurmgate", "data_parser": "", "accounting_storage": ""}
+
+
+class SlurmgateError(Exception):
+    """An error the gateway answers itself; ``status`` and ``error`` are fixed per class."""
+
+    status = 500
+    error = "Internal gateway error"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        source: str = "slurmgate",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.source = source
+        self.headers = dict(headers or {})
+
+
+class ClientError(SlurmgateError):
+    """The request is at fault (4xx)."""
+
+    status = 400
+    error = "Bad request"
+
+
+class BadRequest(ClientError):
+    """The request cannot be read: bad JSON, bad header, ill-formed path."""
+
+
+class Unauthenticated(ClientError):
+    """No identity could be established from the request (401)."""
+
+    status = 401
+    error = "Authentication failure"
+
+    def __init__(
+        self, description: str, *, source: str = "slurmgate", realm: str = "slurmgate"
+    ) -> None:
+        super().__init__(
+            description,
+            source=source,
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}", MUNGE realm="{realm}"'},
+        )
+
+
+class Forbidden(ClientError):
+    """The caller is known but may not do this (403)."""
+
+    status = 403
+    error = "Access denied"
+
+
+class NotFound(ClientError):
+    """No such API version or path (404)."""
+
+    status = 404
+    error = "Unable to find requested URL endpoint"
+
+
+class MethodNotAllowed(ClientError):
+    """The path exists, the method does not (405)."""
+
+    status = 405
+    error = "Method not allowed"
+
+    def __init__(
+        self, description: str, *, allowed: Sequence[str], source: str = "slurmgate"
+    ) -> None:
+        super().__init__(description, source=source, headers={"Allow": ", ".join(allowed)})
+
+
+class PayloadTooLarge(ClientError):
+    """The request body is over the configured limit (413)."""
+
+    status = 413
+    error = "Request body too large"
+
+
+class UpstreamError(SlurmgateError):
+    """slurmrestd could not answer (5xx)."""
+
+    status = 502
+    error = "Upstream slurmrestd unavailable"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Connection refused or broken, or an answer that is not HTTP (502)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No answer within the configured time (504)."""
+
+    status = 504
+    error = "Upstream slurmrestd timed out"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` name the file, the key and what is wrong."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def envelope(
+    errors: Sequence[Mapping[str, object]], *, warnings: Sequence[Mapping[str, object]] = ()
+) -> dict[str, object]:
+    """A slurmrestd-shaped body carrying ``errors``."""
+    return {
+        "meta": {"plugin": PLUGIN, "command": [], "slurm": {}},
+        "errors": list(errors),
+        "warnings": list(warnings),
+    }
+
+
+def to_response(error: SlurmgateError) -> web.Response:
+    """The only mapping from the exception tree to HTTP."""
+    body = envelope(
+        [
+            {
+                "error": error.error,
+                "error_number": error.status,
+                "description": error.description,
+                "source": error.source,
+            }
+        ]
+    )
+    return web.Response(
+        status=error.status,
+        body=json.dumps(body, indent=2).encode() + b"\n",
+        content_type="application/json",
+        headers=error.headers,
+    )

@@ -1,0 +1,25 @@
+"""Who a request acts for, however it proved it: the only thing later pipeline steps read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated caller.
+
+    ``user`` is the Slurm user the gateway acts as upstream (``X-SLURM-USER-NAME``); ``scopes``
+    and ``accounts`` (full-match patterns; empty = no restriction) are what it may do.
+    """
+
+    user: str
+    method: Literal["token", "munge"]
+    #: the token's name, or "munge:<uid>"; for logs, never a secret
+    name: str
+    scopes: frozenset[str]
+    accounts: tuple[re.Pattern[str], ...] = ()
