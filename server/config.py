@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from slurmgate.generated import VERSIONS
 from slurmgate.server.errors import ConfigError
 
 __all__ = [
@@ -157,8 +158,6 @@ class Settings(_Section):
     @field_validator("versions")
     @classmethod
     def _known_versions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from slurmgate.generated import VERSIONS
-
         known = [api.version for api in VERSIONS]
         unknown = [v for v in value if v not in known]
         if unknown:
