@@ -126,6 +126,9 @@ class MungeSettings(_Section):
     scopes: tuple[str, ...] = ()
     #: account patterns every MUNGE caller gets (empty = no restriction)
     accounts: tuple[str, ...] = ()
+    #: passwd(5)-format file mapping a credential's uid to a user name; None = the system's
+    #: user database (getpwuid). For users that exist only elsewhere, e.g. a chroot's /etc/passwd
+    passwd_file: Path | None = None
 
 
 class AuthSettings(_Section):

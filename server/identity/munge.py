@@ -1,0 +1,303 @@
+"""``Authorization: MUNGE <credential>``: callers on the cluster prove their uid with munged.
+
+The credential is decoded by Debian's ``unmunge`` (a subprocess, so the event loop never blocks)
+against the configured munged socket. Accepted only when all of these hold:
+
+- munged decodes it (right key, not expired, not replayed as far as munged knows);
+- its TTL is at most ``max_age`` and it was encoded at most ``max_age`` seconds ago (and not
+  more than :data:`FUTURE_SKEW` seconds in the future);
+- it was encoded on the host the request comes from (``ENCODE_HOST`` equals the source address);
+- the gateway has not accepted it before: a bounded cache keeps each credential's digest until
+  the credential is too old to pass the age check anyway (munged's own replay cache is per daemon
+  and can be restarted; this one does not depend on it);
+- its uid has a name (system user database, or the configured passwd-format file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import hashlib
+import ipaddress
+import logging
+import os
+import pwd
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from pathlib import Path
+
+from aiohttp import web
+
+from slurmgate.policies.rules import load_scope_rules
+from slurmgate.server.config import MungeSettings
+from slurmgate.server.errors import ConfigError
+from slurmgate.server.identity.base import Identity
+from slurmgate.server.identity.refusal import Refused
+from slurmgate.server.identity.tokenfile import compile_accounts
+from slurmgate.server.keys import MUNGE, SETTINGS
+
+__all__ = ["FUTURE_SKEW", "MungeVerifier", "lookup_user", "munge_ctx"]
+
+log = logging.getLogger("slurmgate.auth")
+
+#: Seconds a credential's encode time may lie in the future (clocks of cluster nodes drift).
+FUTURE_SKEW = 2
+#: A credential without payload is about 120 characters; a small payload is tolerated.
+MAX_CREDENTIAL_CHARS = 1024
+#: unmunge processes running at once; further requests wait for a slot.
+CONCURRENCY = 16
+#: Seconds unmunge may take before the credential is refused and the process killed.
+DECODE_TIMEOUT = 5.0
+#: Credentials remembered for replay detection; when full of live entries, new ones are refused.
+REPLAY_CAPACITY = 65536
+
+_SHAPE = re.compile(r"MUNGE:([A-Za-z0-9+/]+={0,2}):", re.ASCII)
+_KEYS = ("STATUS", "ENCODE_HOST", "ENCODE_TIME", "TTL", "UID")
+_LINE = re.compile(r"([A-Z_]+):\s+(\S+)", re.ASCII)
+_INVALID = "invalid MUNGE credential"
+# munge_err_t values (munge.h) worth naming in the log; the rest are logged by number.
+_STATUS = {
+    1: "munged internal error",
+    6: "cannot reach munged",
+    7: "munged timed out",
+    8: "not a MUNGE credential",
+    9: "unsupported credential version",
+    10: "unsupported cipher",
+    11: "bad MAC (another key, or tampered)",
+    12: "unsupported compression",
+    13: "bad realm",
+    14: "invalid credential",
+    15: "expired (munged)",
+    16: "rewound: encoded in the future (munged)",
+    17: "replayed (munged)",
+    18: "unauthorized: restricted to another uid or gid",
+}
+# Failures on the gateway's side, not the caller's: logged as errors.
+_TROUBLE = {1, 2, 4, 5, 6, 7}
+
+Clock = Callable[[], float]
+
+
+def lookup_user(uid: int, passwd_file: Path | None) -> str | None:
+    """The name of ``uid`` in ``passwd_file`` (passwd(5) format) or, without one, in pwd."""
+    if passwd_file is None:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return None
+    with passwd_file.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) >= 3 and fields[2] == str(uid) and fields[0]:
+                return fields[0]
+    return None
+
+
+class MungeVerifier:
+    """Checks MUNGE credentials with ``unmunge``; see the module docstring for what it requires."""
+
+    def __init__(
+        self,
+        *,
+        max_age: int,
+        scopes: Collection[str] = (),
+        accounts: tuple[re.Pattern[str], ...] = (),
+        unmunge: str = "unmunge",
+        socket: Path | None = None,
+        passwd_file: Path | None = None,
+        clock: Clock = time.time,
+        replay_capacity: int = REPLAY_CAPACITY,
+    ) -> None:
+        self.max_age = max_age
+        self.scopes = frozenset(scopes)
+        self.accounts = accounts
+        self.unmunge = unmunge
+        self.socket = socket
+        self.passwd_file = passwd_file
+        self._clock = clock
+        self._capacity = replay_capacity
+        # digest of the decoded credential -> when it may be forgotten; insertion order is
+        # expiry order because every entry lives the same time (guarded by: the event loop,
+        # no await between check and insert).
+        self._seen: collections.OrderedDict[bytes, float] = collections.OrderedDict()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+
+    @classmethod
+    def from_settings(
+        cls, settings: MungeSettings, *, known_scopes: Collection[str] | None = None
+    ) -> MungeVerifier:
+        """A verifier for ``auth.munge``; :class:`ConfigError` for unknown scopes, bad patterns."""
+        problems = [
+            f"auth.munge.scopes: unknown scope {scope!r} (see policies/scopes.toml)"
+            for scope in settings.scopes
+            if known_scopes is not None and scope not in known_scopes
+        ]
+        accounts, bad = compile_accounts(settings.accounts)
+        problems += [f"auth.munge.{message}" for message in bad]
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            max_age=settings.max_age,
+            scopes=settings.scopes,
+            accounts=accounts,
+            unmunge=settings.unmunge,
+            socket=settings.socket,
+            passwd_file=settings.passwd_file,
+        )
+
+    async def verify(self, credential: str, remote: str | None) -> Identity:
+        """The identity ``credential`` proves for a request from ``remote``; or :class:`Refused`."""
+        shape = _SHAPE.fullmatch(credential) if len(credential) <= MAX_CREDENTIAL_CHARS else None
+        if shape is None:
+            raise Refused(_INVALID, reason="credential is not shaped like MUNGE:<base64>:")
+        try:
+            origin = ipaddress.ip_address(remote or "")
+        except ValueError:
+            raise Refused(_INVALID, reason=f"no usable source address ({remote!r})") from None
+        if isinstance(origin, ipaddress.IPv6Address) and origin.ipv4_mapped is not None:
+            origin = origin.ipv4_mapped
+        try:
+            key = hashlib.sha256(base64.b64decode(shape.group(1), validate=True)).digest()
+        except binascii.Error:
+            raise Refused(_INVALID, reason="credential is not valid base64") from None
+        self._remember(key)
+        fields = await self._decode(credential)
+        return await self._check(fields, origin)
+
+    def _remember(self, key: bytes) -> None:
+        """Refuse a credential seen before; remember this one, before it is even decoded.
+
+        Remembering first means two concurrent requests with one credential cannot both pass.
+        """
+        now = self._clock()
+        while self._seen and next(iter(self._seen.values())) <= now:
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            raise Refused("MUNGE credential already used", reason="replayed (gateway cache)")
+        if len(self._seen) >= self._capacity:
+            raise Refused(
+                "too many MUNGE credentials in flight, retry shortly",
+                reason=f"replay cache full ({self._capacity} live credentials)",
+                trouble=True,
+            )
+        # Past this, the age check refuses the credential anyway: encoded at most FUTURE_SKEW
+        # after now, accepted at most max_age after that (plus a second of rounding).
+        self._seen[key] = now + self.max_age + FUTURE_SKEW + 1
+
+    async def _decode(self, credential: str) -> dict[str, str]:
+        """unmunge's metadata for ``credential``; the payload goes to /dev/null, never parsed."""
+        args = [self.unmunge, "--numeric", "--keys=" + ",".join(_KEYS), "--output=/dev/null"]
+        if self.socket is not None:
+            args.append(f"--socket={self.socket}")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+        async with self._slots:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                )
+            except OSError as error:
+                raise Refused(
+                    "MUNGE credentials cannot be checked right now",
+                    reason=f"cannot run {self.unmunge}: {error.strerror}",
+                    trouble=True,
+                ) from None
+            try:
+                async with asyncio.timeout(DECODE_TIMEOUT):
+                    out, err = await proc.communicate(credential.encode("ascii"))
+            except TimeoutError:
+                raise Refused(
+                    "MUNGE credentials cannot be checked right now",
+                    reason=f"{self.unmunge} gave no answer within {DECODE_TIMEOUT} s",
+                    trouble=True,
+                ) from None
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        fields = _parse(out.decode("ascii", "replace"))
+        status = fields.get("STATUS", str(proc.returncode))
+        if proc.returncode != 0 or status != "0":
+            code = int(status) if status.isdigit() else -1
+            detail = err.decode("utf-8", "replace").strip().splitlines()
+            raise Refused(
+                "MUNGE credentials cannot be checked right now" if code in _TROUBLE else _INVALID,
+                reason=f"munge status {status}: {_STATUS.get(code, 'error')}"
+                + (f" ({detail[-1]})" if detail else ""),
+                trouble=code in _TROUBLE,
+            )
+        return fields
+
+    async def _check(
+        self, fields: dict[str, str], origin: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> Identity:
+        try:
+            ttl = int(fields["TTL"])
+            encoded = int(fields["ENCODE_TIME"])
+            uid = int(fields["UID"])
+            host = ipaddress.ip_address(fields["ENCODE_HOST"])
+        except (KeyError, ValueError):
+            raise Refused(
+                _INVALID, reason=f"unexpected unmunge output {sorted(fields)}", trouble=True
+            ) from None
+        name = f"munge:{uid}"
+        if ttl > self.max_age:
+            raise Refused(
+                f"MUNGE credential TTL over {self.max_age} s (use munge -t {self.max_age})",
+                reason=f"TTL {ttl} s over max_age {self.max_age} s",
+                name=name,
+            )
+        age = self._clock() - encoded
+        if age > self.max_age or age < -FUTURE_SKEW:
+            raise Refused(
+                "MUNGE credential too old" if age > 0 else "MUNGE credential from the future",
+                reason=f"encoded {age:.0f} s ago, max_age {self.max_age} s",
+                name=name,
+            )
+        if host != origin:
+            raise Refused(
+                "MUNGE credential encoded on another host",
+                reason=f"encoded on {host}, request from {origin}",
+                name=name,
+            )
+        user = await asyncio.to_thread(lookup_user, uid, self.passwd_file)
+        if user is None:
+            raise Refused(_INVALID, reason=f"uid {uid} has no user name", name=name)
+        return Identity(
+            user=user, method="munge", name=name, scopes=self.scopes, accounts=self.accounts
+        )
+
+
+def _parse(out: str) -> dict[str, str]:
+    """``KEY: value`` lines up to the first blank one; a repeated or unasked key voids it all."""
+    fields: dict[str, str] = {}
+    for line in out.splitlines():
+        if not line.strip():
+            break
+        match = _LINE.fullmatch(line.strip())
+        if match is None or match.group(1) not in _KEYS or match.group(1) in fields:
+            return {}
+        fields[match.group(1)] = match.group(2)
+    return fields
+
+
+async def munge_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: ``app[MUNGE]`` is a :class:`MungeVerifier`, or None when disabled."""
+    settings = app[SETTINGS].auth.munge
+    verifier = None
+    if settings.enabled:
+        scopes = await asyncio.to_thread(lambda: frozenset(load_scope_rules().scopes))
+        verifier = MungeVerifier.from_settings(settings, known_scopes=scopes)
+        log.info(
+            "MUNGE authentication enabled: socket %s, max_age %d s",
+            settings.socket or "(unmunge's default)",
+            settings.max_age,
+        )
+    app[MUNGE] = verifier
+    yield
