@@ -1,0 +1,145 @@
+"""Request pipeline, step 1: establish who the caller is, or answer 401.
+
+Credentials, exactly one of:
+
+- ``Authorization: Bearer <secret>`` (a secret made by `slurmgate token create`);
+- ``X-SLURM-USER-TOKEN: <secret>`` (slurmrestd's header, for its existing clients);
+- ``Authorization: MUNGE <credential>`` (``munge -n -t <max_age>`` on a cluster node).
+
+``X-SLURM-USER-NAME`` may accompany any of them; it must then name the credential's own user.
+Anything ambiguous (a header twice, Authorization together with X-SLURM-USER-TOKEN, a second
+credential in one header) is refused rather than guessed at. Routes named ``public-*`` and requests
+that match no route (their 404/405 comes from routing) are not authenticated.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from slurmgate.server.errors import Unauthenticated
+from slurmgate.server.identity.base import Identity
+from slurmgate.server.identity.refusal import Refused
+from slurmgate.server.keys import IDENTITY, MUNGE, TOKENS
+
+__all__ = ["MAX_HEADER_CHARS", "authenticate"]
+
+log = logging.getLogger("slurmgate.auth")
+
+#: Longer credential headers are refused before any parsing.
+MAX_HEADER_CHARS = 4096
+
+# RFC 9110 credentials: a scheme, one or more spaces, one token68 (checked per scheme below).
+_AUTHORIZATION = re.compile(r"([A-Za-z][A-Za-z0-9-]*) +(\S+)", re.ASCII)
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*", re.ASCII)
+_USER_HEADERS = ("Authorization", "X-SLURM-USER-TOKEN", "X-SLURM-USER-NAME")
+
+
+def authenticate(*, public_prefix: str = "public-") -> Middleware:
+    """The authentication middleware; sets ``request[IDENTITY]`` or raises Unauthenticated.
+
+    Routes whose name starts with ``public_prefix`` are served without credentials. The token
+    store and the MUNGE verifier are read from the app (``TOKENS``, ``MUNGE``), set up by the
+    cleanup contexts ``tokens_ctx`` and ``munge_ctx``.
+    """
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match = request.match_info
+        if match.http_exception is not None:
+            return await handler(request)
+        route_name = match.route.name
+        if route_name is not None and route_name.startswith(public_prefix):
+            return await handler(request)
+        try:
+            identity = await _identify(request)
+        except Refused as refusal:
+            level = logging.ERROR if refusal.trouble else logging.WARNING
+            log.log(
+                level,
+                "refused %s %s from %s: %s (token %s)",
+                request.method,
+                request.raw_path,
+                request.remote,
+                refusal.reason,
+                refusal.name or "-",
+            )
+            raise Unauthenticated(refusal.description, source="slurmgate authentication") from None
+        request[IDENTITY] = identity
+        return await handler(request)
+
+    return impl
+
+
+def _single(request: web.Request, header: str) -> str | None:
+    values = request.headers.getall(header, [])
+    if len(values) > 1:
+        raise Refused(f"{header} given more than once", reason=f"{len(values)} {header} headers")
+    if values and len(values[0]) > MAX_HEADER_CHARS:
+        raise Refused(
+            f"{header} longer than {MAX_HEADER_CHARS} characters",
+            reason=f"{header} of {len(values[0])} characters",
+        )
+    return values[0] if values else None
+
+
+async def _identify(request: web.Request) -> Identity:
+    authorization, user_token, user_name = (_single(request, h) for h in _USER_HEADERS)
+    if authorization is not None and user_token is not None:
+        raise Refused(
+            "give either Authorization or X-SLURM-USER-TOKEN, not both",
+            reason="both Authorization and X-SLURM-USER-TOKEN",
+        )
+    if user_token is not None:
+        identity = _bearer(request, user_token)
+    elif authorization is not None:
+        identity = await _authorization(request, authorization)
+    else:
+        raise Refused(
+            "no credentials: send Authorization: Bearer <token> or MUNGE <credential>",
+            reason="no credentials",
+        )
+    if user_name is not None and user_name != identity.user:
+        raise Refused(
+            "X-SLURM-USER-NAME names another user than the credentials",
+            reason=f"X-SLURM-USER-NAME {user_name!r} but credentials of {identity.user!r}",
+            name=identity.name,
+        )
+    return identity
+
+
+async def _authorization(request: web.Request, value: str) -> Identity:
+    parsed = _AUTHORIZATION.fullmatch(value)
+    if parsed is None:
+        raise Refused(
+            "Authorization must be '<scheme> <credentials>'",
+            reason="malformed Authorization header",
+        )
+    scheme, credentials = parsed.group(1).lower(), parsed.group(2)
+    if scheme == "bearer":
+        return _bearer(request, credentials)
+    if scheme == "munge":
+        verifier = request.config_dict.get(MUNGE)
+        if verifier is None:
+            raise Refused("MUNGE authentication is not enabled", reason="MUNGE disabled")
+        return await verifier.verify(credentials, request.remote)
+    raise Refused(
+        "unsupported authorization scheme: use Bearer or MUNGE",
+        reason=f"scheme {parsed.group(1)[:32]!r}",
+    )
+
+
+def _bearer(request: web.Request, secret: str) -> Identity:
+    if _TOKEN68.fullmatch(secret) is None:
+        raise Refused("invalid bearer token", reason="token has characters outside token68")
+    store = request.config_dict.get(TOKENS)
+    if store is None:
+        raise Refused(
+            "bearer tokens cannot be checked right now",
+            reason="no token store (tokens_ctx is not set up)",
+            trouble=True,
+        )
+    return store.verify(secret, request.remote)
