@@ -18,7 +18,7 @@ import re
 import secrets
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -38,6 +38,8 @@ from slurmgate.server.identity.tokenfile import (
 )
 
 __all__ = ["parse_expires", "register"]
+
+Command = Callable[[argparse.Namespace, TextIO], int]
 
 _DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -105,14 +107,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--name", dest="token_name", help="unique name, [A-Za-z0-9._-] (default: USER-<random>)"
     )
     create.add_argument("--comment", default="", help="free text kept with the entry")
-    create.set_defaults(command=_create)
+    create.set_defaults(command=_reporting("create", _create))
 
     listing = actions.add_parser(
         "list", help="list tokens and their status", description="List every token entry."
     )
     _file_options(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(command=_list)
+    listing.set_defaults(command=_reporting("list", _list))
 
     revoke = actions.add_parser(
         "revoke",
@@ -122,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _file_options(revoke)
     revoke.add_argument("token_name", metavar="NAME", help="the token's name")
-    revoke.set_defaults(command=_revoke)
+    revoke.set_defaults(command=_reporting("revoke", _revoke))
 
 
 def _file_options(parser: argparse.ArgumentParser) -> None:
@@ -155,35 +157,23 @@ def parse_expires(text: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def _run(command: str, args: argparse.Namespace, out: TextIO) -> int:
-    """Run one action, turning its failures into messages on stderr and an exit status."""
-    try:
-        if command == "create":
-            return _do_create(args, out)
-        if command == "list":
-            return _do_list(args, out)
-        return _do_revoke(args)
-    except ConfigError as error:
-        problems, status = error.problems, 1
-    except OSError as error:
-        problems, status = [f"{error.filename or 'tokens file'}: {error.strerror or error}"], 1
-    except _Failed as failure:
-        problems, status = failure.problems, failure.status
-    for problem in problems:
-        print(f"slurmgate token {command}: {problem}", file=sys.stderr)
-    return status
+def _reporting(action: str, body: Command) -> Command:
+    """``body`` with its failures turned into messages on stderr and an exit status."""
 
+    def command(args: argparse.Namespace, out: TextIO) -> int:
+        try:
+            return body(args, out)
+        except ConfigError as error:
+            problems, status = error.problems, 1
+        except _Failed as failure:
+            problems, status = failure.problems, failure.status
+        except OSError as error:
+            problems, status = [f"{error.filename or 'tokens file'}: {error.strerror or error}"], 1
+        for problem in problems:
+            print(f"slurmgate token {action}: {problem}", file=sys.stderr)
+        return status
 
-def _create(args: argparse.Namespace, out: TextIO) -> int:
-    return _run("create", args, out)
-
-
-def _list(args: argparse.Namespace, out: TextIO) -> int:
-    return _run("list", args, out)
-
-
-def _revoke(args: argparse.Namespace, out: TextIO) -> int:
-    return _run("revoke", args, out)
+    return command
 
 
 def _tokens_path(args: argparse.Namespace) -> Path:
@@ -197,7 +187,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _do_create(args: argparse.Namespace, out: TextIO) -> int:
+def _create(args: argparse.Namespace, out: TextIO) -> int:
     now = _now()
     problems: list[str] = []
     if USER_PATTERN.fullmatch(args.user) is None:
@@ -259,7 +249,7 @@ def _do_create(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _do_list(args: argparse.Namespace, out: TextIO) -> int:
+def _list(args: argparse.Namespace, out: TextIO) -> int:
     path = _tokens_path(args)
     entries = _read_for_edit(path) if path.exists() else ()
     now = datetime.now(UTC)
@@ -287,7 +277,8 @@ def _do_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _do_revoke(args: argparse.Namespace) -> int:
+def _revoke(args: argparse.Namespace, out: TextIO) -> int:
+    del out  # revoke prints nothing on stdout
     path = _tokens_path(args)
     now = _now()
     with _locked(path):
