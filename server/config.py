@@ -65,6 +65,10 @@ class UpstreamSettings(_Section):
     connect_timeout: PositiveSeconds = 5.0
     #: connections kept open to slurmrestd (http, unix)
     max_connections: int = Field(64, ge=1, le=4096)
+    #: inetd: slurmrestd processes running at once; further requests wait (within timeout)
+    max_processes: int = Field(16, ge=1, le=1024)
+    #: largest answer taken from slurmrestd, in bytes; a larger one gets 502
+    max_response_bytes: int = Field(256 << 20, ge=1 << 16, le=1 << 34)
 
     @model_validator(mode="after")
     def _transport_has_its_target(self) -> UpstreamSettings:
