@@ -104,6 +104,10 @@ class SlurmUserTokenSettings(_Section):
     renew_at: float = Field(0.5, gt=0, lt=1)
     #: seconds between attempts after a failed renewal
     retry_interval: PositiveSeconds = 5.0
+    #: command: seconds the command may run before it is killed (a failed renewal)
+    command_timeout: PositiveSeconds = 30.0
+    #: file: seconds between checks whether the file changed
+    poll_interval: PositiveSeconds = 5.0
 
     @model_validator(mode="after")
     def _source_has_its_input(self) -> SlurmUserTokenSettings:

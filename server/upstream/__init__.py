@@ -1,0 +1,21 @@
+"""Reaching slurmrestd: transports (http, unix socket, inetd) and the SlurmUser token.
+
+``app.py`` lists :func:`transport_ctx` and :func:`slurm_user_token_ctx` as cleanup contexts; the
+pipeline then calls ``app[TRANSPORT].send(...)`` and ``await app[SLURM_USER_TOKEN].get()``.
+"""
+
+from __future__ import annotations
+
+from slurmgate.server.upstream.factory import make_transport, transport_ctx
+from slurmgate.server.upstream.token import SlurmUserToken, slurm_user_token_ctx
+from slurmgate.server.upstream.transport import Transport, UpstreamRequest, UpstreamResponse
+
+__all__ = [
+    "SlurmUserToken",
+    "Transport",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "make_transport",
+    "slurm_user_token_ctx",
+    "transport_ctx",
+]

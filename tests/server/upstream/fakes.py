@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +22,11 @@ __all__ = [
     "Kind",
     "RawUpstream",
     "Served",
+    "exited",
+    "next_pids",
+    "pid_reports",
     "raw_upstream",
+    "reaped",
     "serving",
     "split_request",
 ]
@@ -193,3 +198,50 @@ async def serving(
             yield Served(transport, fake, workdir)
         finally:
             await transport.close()
+
+
+@contextlib.asynccontextmanager
+async def pid_reports(workdir: Path) -> AsyncIterator[asyncio.StreamReader]:
+    """Lines "PID CHILD_PID" that hanging fakes write to the FIFO ``workdir/pids``, as they come."""
+    fifo = workdir / "pids"
+    os.mkfifo(fifo)
+    # Opened read-write: neither this open nor the fakes' opens block, and no EOF between fakes.
+    pipe = os.fdopen(os.open(fifo, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        yield reader
+    finally:
+        transport.close()
+
+
+async def next_pids(reports: asyncio.StreamReader) -> tuple[int, int]:
+    async with asyncio.timeout(10):
+        leader, child = (await reports.readline()).split()
+    return int(leader), int(child)
+
+
+async def exited(pid: int) -> None:
+    """Return once ``pid`` has exited (a zombie counts), failing after 10 s."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        async with asyncio.timeout(10):
+            await done.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

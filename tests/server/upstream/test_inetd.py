@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from slurmgate.server.config import UpstreamSettings
 from slurmgate.server.errors import UpstreamTimeout, UpstreamUnavailable
 from slurmgate.server.upstream.factory import make_transport
 from slurmgate.server.upstream.transport import Transport, UpstreamRequest
-from tests.server.upstream.fakes import FAKE_INETD, serving
+from tests.server.upstream.fakes import FAKE_INETD, exited, next_pids, pid_reports, reaped, serving
 
 PING = UpstreamRequest("GET", "/slurm/v0.0.45/ping/", (("X-SLURM-USER-TOKEN", "secret-token"),))
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
@@ -27,53 +24,6 @@ def inetd(mode: str, workdir: Path, **settings: float) -> Transport:
     return make_transport(
         UpstreamSettings.model_validate({"transport": "inetd", "command": command, **settings})
     )
-
-
-@contextlib.asynccontextmanager
-async def pid_reports(workdir: Path) -> AsyncIterator[asyncio.StreamReader]:
-    """Lines "PID CHILD_PID" that hanging fakes write to the FIFO ``workdir/pids``, as they come."""
-    fifo = workdir / "pids"
-    os.mkfifo(fifo)
-    # Opened read-write: neither this open nor the fakes' opens block, and no EOF between fakes.
-    pipe = os.fdopen(os.open(fifo, os.O_RDWR | os.O_NONBLOCK), "rb", buffering=0)
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    try:
-        yield reader
-    finally:
-        transport.close()
-
-
-async def next_pids(reports: asyncio.StreamReader) -> tuple[int, int]:
-    async with asyncio.timeout(10):
-        leader, child = (await reports.readline()).split()
-    return int(leader), int(child)
-
-
-async def exited(pid: int) -> None:
-    """Return once ``pid`` has exited (a zombie counts), failing after 10 s."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_reader(fd, done.set)
-    try:
-        async with asyncio.timeout(10):
-            await done.wait()
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def reaped(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def test_timeout_kills_and_reaps_the_process_group(
