@@ -149,6 +149,8 @@ class HttpTransport:
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send ``request`` and return the whole answer (see :class:`Transport`)."""
+        if self._closed:
+            raise UpstreamUnavailable("the gateway is shutting down")
         check_request(request)
         if self._prefix:
             request = dataclasses.replace(request, target=self._prefix + request.target)

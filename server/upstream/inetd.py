@@ -62,9 +62,12 @@ class InetdTransport:
         self._slots = asyncio.Semaphore(max_processes)
         #: processes started and not yet reaped; each send() adds and removes its own
         self._running: set[asyncio.subprocess.Process] = set()
+        self._closed = False
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send ``request`` and return the whole answer (see :class:`Transport`)."""
+        if self._closed:
+            raise UpstreamUnavailable("the gateway is shutting down")
         check_request(request)
         wire = request_bytes(request, host="localhost", close=True)
         stderr = bytearray()
@@ -155,7 +158,8 @@ class InetdTransport:
         )
 
     async def close(self) -> None:
-        """Kill the processes still running; their send() reaps them and fails."""
+        """Kill the processes still running (their send() reaps them and fails); start no more."""
+        self._closed = True
         for process in list(self._running):
             kill_group(process)
 
