@@ -16,6 +16,7 @@ from typing import TextIO
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import Route
+from slurmgate.server import serve, token_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     routes.add_argument("--json", action="store_true", help="one JSON object per line")
     routes.set_defaults(command=_routes)
+    serve.register(commands)
+    token_cli.register(commands)
     return parser
 
 

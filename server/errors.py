@@ -22,9 +22,11 @@ Bodies use slurmrestd's envelope, so clients that parse slurmrestd's errors pars
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 __all__ = [
     "BadRequest",
@@ -40,8 +42,11 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "envelope",
+    "error_middleware",
     "to_response",
 ]
+
+log = logging.getLogger("slurmgate.access")
 
 #: The ``meta.plugin`` block of the gateway's own answers (slurmrestd puts its plugin there).
 PLUGIN = {"type": "slurmgate", "name": "slurmgate", "data_parser": "", "accounting_storage": ""}
@@ -179,5 +184,59 @@ def to_response(error: SlurmgateError) -> web.Response:
         status=error.status,
         body=json.dumps(body, indent=2).encode() + b"\n",
         content_type="application/json",
-        headers=error.headers,
+        headers={"Server": "slurmgate", **error.headers},
     )
+
+
+def error_middleware(*, supported: Callable[[web.Request], Sequence[str]]) -> Middleware:
+    """Answer every error in the envelope: ours, aiohttp's routing and size errors, and bugs.
+
+    ``supported`` gives the API versions a 404 names.
+    """
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except SlurmgateError as error:
+            return to_response(error)
+        except web.HTTPException as error:
+            if error.status < 400:
+                raise
+            return to_response(_from_aiohttp(request, error, supported(request)))
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return to_response(SlurmgateError("the gateway failed; the error is in its log"))
+
+    return impl
+
+
+def _from_aiohttp(
+    request: web.Request, error: web.HTTPException, versions: Sequence[str]
+) -> SlurmgateError:
+    """aiohttp's own HTTP errors (no route, wrong method, body too large...) in our tree."""
+    if isinstance(error, web.HTTPNotFound):
+        return NotFound(
+            f"no slurmrestd operation at {request.path}; API versions served here: "
+            f"{', '.join(versions) or 'none'} (GET /meta/versions lists them)",
+            source="slurmgate routing",
+        )
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = sorted(error.allowed_methods)
+        return MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}",
+            allowed=allowed,
+            source="slurmgate routing",
+        )
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(error.text or "request body too large")
+    return _Passthrough(error.status, error.reason, error.text or "")
+
+
+class _Passthrough(SlurmgateError):
+    """Another HTTP error aiohttp raised (e.g. 400 for a bad request line), in the envelope."""
+
+    def __init__(self, status: int, reason: str, text: str) -> None:
+        super().__init__(text or reason)
+        self.status = status
+        self.error = reason

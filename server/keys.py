@@ -21,6 +21,7 @@ __all__ = [
     "ROUTE",
     "SETTINGS",
     "SLURM_USER_TOKEN",
+    "TARGET",
     "TOKENS",
     "TRANSPORT",
     "UPSTREAM_VERSIONS",
@@ -38,5 +39,7 @@ UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
 # --- per request (set by pipeline steps, read by later ones) ---
 #: the routing-table row of the matched operation (set by routing)
 ROUTE: web.RequestKey[Route] = web.RequestKey("route")
+#: path and query to send upstream, rebuilt from the matched template (set by routing)
+TARGET: web.RequestKey[str] = web.RequestKey("target")
 #: the authenticated caller (set by authenticate)
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")

@@ -1,0 +1,208 @@
+"""slurmrestd's paths, served from the generated routing tables.
+
+Every operation of every generated version is registered at its own path, with and without the
+trailing slash (slurmrestd accepts both), and under ``/<namespace>/latest/...``. Which versions
+are live is decided per request from ``app[UPSTREAM_VERSIONS]`` (what the upstream serves), so a
+version the upstream lacks answers 404 naming the ones it has.
+
+The path sent upstream is rebuilt from the matched template and the path parameters, never copied
+from the client: each parameter must match a conservative character set, so that the gateway and
+slurmrestd cannot disagree about which operation (and which job, node or account) a path names.
+The query string is forwarded byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from slurmgate.generated import ROUTES
+from slurmgate.policies.routing import Route
+from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
+from slurmgate.server.keys import (
+    ROUTE,
+    SETTINGS,
+    SLURM_USER_TOKEN,
+    TARGET,
+    TRANSPORT,
+    UPSTREAM_VERSIONS,
+)
+from slurmgate.server.upstream.transport import UpstreamRequest
+
+__all__ = ["LATEST", "add_api_routes", "not_served", "route_middleware", "versions_ctx"]
+
+log = logging.getLogger("slurmgate.routing")
+
+LATEST = "latest"
+#: Path parameter values: job ids (123, 123_4, 123+1), node, partition, account, user, QOS,
+#: reservation, cluster and wckey names, host lists (n[1-4]). No "/", "%", "?", "#" or spaces.
+_PARAM = re.compile(r"^[A-Za-z0-9._+,:@=\[\]-]{1,256}$")
+_PARAM_NAMES = re.compile(r"{(\w+)}")
+_NAMESPACES = frozenset({"slurm", "slurmdb", "util"})
+#: seconds between attempts to learn the upstream's API versions while it cannot answer
+RETRY_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one registered aiohttp route stands for."""
+
+    route: Route
+    version: str
+    #: the template to send upstream: the spec's path, with the client's choice of trailing slash
+    template: str
+    #: registered under /latest/: resolved per request to the newest version served
+    latest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    by_route: dict[web.AbstractRoute, _Entry]
+    #: (version, method, template) -> entry, to resolve /latest/ paths
+    by_template: dict[tuple[str, str, str], _Entry]
+
+
+_TABLE: web.AppKey[_Table] = web.AppKey("routing_table")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.lstrip("v").split("."))
+
+
+def add_api_routes(app: web.Application, handler: Handler) -> None:
+    """Register every generated operation at its paths; ``handler`` answers them all."""
+    table = _Table({}, {})
+    aliased: set[tuple[str, str]] = set()
+    # Newest version first: a /latest/ path is registered once, by the newest version having it.
+    for version in sorted(ROUTES, key=_version_key, reverse=True):
+        for route in ROUTES[version]:
+            bare = route.path.rstrip("/")
+            for template in (bare, bare + "/"):
+                entry = _Entry(route, version, template)
+                table.by_template[(version, route.method, template)] = entry
+                table.by_route[app.router.add_route(route.method, template, handler)] = entry
+                alias = template.replace(f"/{version}/", f"/{LATEST}/", 1)
+                if (route.method, alias) in aliased:
+                    continue
+                aliased.add((route.method, alias))
+                latest = _Entry(route, version, template, latest=True)
+                table.by_route[app.router.add_route(route.method, alias, handler)] = latest
+    app[_TABLE] = table
+
+
+def not_served(requested: str, served: tuple[str, ...]) -> NotFound:
+    """The 404 for an API version the upstream does not serve."""
+    return NotFound(
+        f"API version {requested} is not served here; supported: {', '.join(served) or 'none'}",
+        source="slurmgate routing",
+    )
+
+
+def _resolve(table: _Table, entry: _Entry, served: tuple[str, ...]) -> _Entry:
+    """The entry to use: the operation itself, or for /latest/ its newest served equivalent."""
+    if not entry.latest:
+        if entry.version not in served:
+            raise not_served(entry.version, served)
+        return entry
+    if not served:
+        raise not_served(LATEST, served)
+    newest = max(served, key=_version_key)
+    template = entry.template.replace(f"/{entry.version}/", f"/{newest}/", 1)
+    found = table.by_template.get((newest, entry.route.method, template))
+    if found is None:
+        raise NotFound(
+            f"{entry.route.method} {template} does not exist in {newest}, the newest API version "
+            "served here",
+            source="slurmgate routing",
+        )
+    return found
+
+
+def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = params[name]
+        if not _PARAM.match(value) or value in {".", ".."}:
+            raise BadRequest(
+                f"path parameter {name}={value!r} has characters slurmgate does not forward",
+                source=f"path:{name}",
+            )
+        return value
+
+    path = _PARAM_NAMES.sub(fill, entry.template)
+    return f"{path}?{query}" if query else path
+
+
+def route_middleware() -> Middleware:
+    """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation."""
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        table = request.app[_TABLE]
+        entry = table.by_route.get(request.match_info.route)
+        if entry is not None:
+            entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
+            request[ROUTE] = entry.route
+            request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
+        return await handler(request)
+
+    return impl
+
+
+async def _ask_upstream(app: web.Application) -> tuple[str, ...]:
+    """The API versions slurmrestd's own /openapi/v3 lists."""
+    token = await app[SLURM_USER_TOKEN].get()
+    request = UpstreamRequest(
+        "GET",
+        "/openapi/v3",
+        (("Accept", "application/json"), ("X-SLURM-USER-TOKEN", token)),
+    )
+    answer = await app[TRANSPORT].send(request)
+    if answer.status != 200:
+        raise UpstreamUnavailable(f"GET /openapi/v3 answered {answer.status}")
+    paths = json.loads(answer.body).get("paths", {})
+    found = {p.split("/")[2] for p in paths if p.count("/") > 2 and p.split("/")[1] in _NAMESPACES}
+    return tuple(sorted(found, key=_version_key))
+
+
+def _live(app: web.Application, upstream: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Generated versions, limited to what the upstream serves and to the configured list."""
+    wanted = app[SETTINGS].versions or tuple(ROUTES)
+    live = [v for v in wanted if v in ROUTES and (upstream is None or v in upstream)]
+    return tuple(sorted(live, key=_version_key))
+
+
+async def versions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Learn which API versions the upstream serves; until it answers, assume the configured ones.
+
+    Retries in the background every ``RETRY_SECONDS`` while slurmrestd cannot be asked.
+    """
+    app[UPSTREAM_VERSIONS] = _live(app, None)
+
+    async def discover() -> None:
+        while True:
+            try:
+                live = _live(app, await _ask_upstream(app))
+            except (SlurmgateError, ValueError, AttributeError) as error:
+                log.warning("cannot ask slurmrestd for its API versions (%s); retrying", error)
+                await asyncio.sleep(RETRY_SECONDS)
+            else:
+                app[UPSTREAM_VERSIONS] = live
+                log.info("serving API versions %s", ", ".join(live))
+                return
+
+    task = asyncio.create_task(discover())
+    # A short wait lets a healthy upstream answer before the first request is served.
+    await asyncio.wait([task], timeout=app[SETTINGS].upstream.connect_timeout)
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

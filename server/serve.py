@@ -1,0 +1,51 @@
+"""``slurmgate serve --config slurmgate.toml``: run the gateway in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from slurmgate.server.app import build_app
+from slurmgate.server.config import load_settings
+from slurmgate.server.errors import ConfigError
+
+__all__ = ["register"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway in the foreground until interrupted (SIGINT, SIGTERM).",
+    )
+    serve.add_argument("--config", type=Path, required=True, help="the configuration file (TOML)")
+    serve.set_defaults(command=_serve)
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"slurmgate serve: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    listen = settings.listen
+    print(f"slurmgate: listening on http://{listen.host}:{listen.port}", file=out, flush=True)
+    web.run_app(
+        build_app(settings),
+        host=listen.host,
+        port=listen.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=30,
+    )
+    return 0

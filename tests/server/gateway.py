@@ -1,0 +1,75 @@
+"""Running the gateway in front of a lab suite, for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+from slurmgate.server.cli import main as cli
+from slurmgate.server.config import Settings, parse_settings
+from tests.lab.env import LabSuite
+
+__all__ = ["TRANSPORTS", "create_token", "gateway_settings", "slurmrestd_requests"]
+
+TRANSPORTS = ("http", "unix", "inetd")
+ALL_SCOPES = (
+    "slurm:read",
+    "slurm:jobs:manage",
+    "slurmdb:read",
+)
+
+
+def gateway_settings(
+    suite: LabSuite, transport: str, tokens_file: Path, **sections: dict[str, object]
+) -> Settings:
+    """Settings for a gateway in front of ``suite`` over ``transport``."""
+    upstream: dict[str, object] = {"transport": transport}
+    if transport == "http":
+        upstream["url"] = suite.url
+    elif transport == "unix":
+        upstream["socket"] = str(suite.unix_socket)
+    else:
+        upstream["command"] = list(suite.inetd_command)
+    data: dict[str, object] = {
+        "upstream": upstream,
+        "slurm_user_token": {"source": "jwt_key", "user": "slurm", "jwt_key": str(suite.jwt_key)},
+        "auth": {"tokens_file": str(tokens_file)},
+    }
+    for name, values in sections.items():
+        merged = dict(data.get(name, {}))  # type: ignore[call-overload]
+        merged.update(values)
+        data[name] = merged
+    return parse_settings(data, origin="test")
+
+
+def create_token(
+    tokens_file: Path,
+    user: str,
+    *,
+    scopes: tuple[str, ...] = ALL_SCOPES,
+    accounts: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> str:
+    """``slurmgate token create`` for ``user``; returns the secret it prints."""
+    args = ["token", "create", "--tokens-file", str(tokens_file), "--user", user, *extra]
+    for scope in scopes:
+        args += ["--scope", scope]
+    for account in accounts:
+        args += ["--account", account]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli(args)
+    assert status == 0, out.getvalue()
+    return out.getvalue().strip()
+
+
+_REQUEST_LINE = re.compile(r"operations_router: .* (GET|POST|DELETE|PUT|PATCH) /")
+
+
+def slurmrestd_requests(suite: LabSuite) -> int:
+    """How many requests the suite's slurmrestd daemon has logged so far."""
+    log = suite.root.parent / "logs" / "slurmrestd.log"
+    with log.open(errors="replace") as f:
+        return sum(1 for line in f if _REQUEST_LINE.search(line))
