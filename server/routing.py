@@ -186,6 +186,7 @@ async def versions_ctx(app: web.Application) -> AsyncIterator[None]:
     Retries in the background every ``RETRY_SECONDS`` while slurmrestd cannot be asked.
     """
     app[UPSTREAM_VERSIONS] = _live(app, None)
+    first_attempt = asyncio.Event()
 
     async def discover() -> None:
         while True:
@@ -193,15 +194,18 @@ async def versions_ctx(app: web.Application) -> AsyncIterator[None]:
                 live = _live(app, await _ask_upstream(app))
             except (SlurmgateError, ValueError, AttributeError) as error:
                 log.warning("cannot ask slurmrestd for its API versions (%s); retrying", error)
+                first_attempt.set()
                 await asyncio.sleep(RETRY_SECONDS)
             else:
                 app[UPSTREAM_VERSIONS] = live
                 log.info("serving API versions %s", ", ".join(live))
+                first_attempt.set()
                 return
 
     task = asyncio.create_task(discover())
-    # A short wait lets a healthy upstream answer before the first request is served.
-    await asyncio.wait([task], timeout=app[SETTINGS].upstream.connect_timeout)
+    # Serve once the first attempt is over, so a healthy upstream's versions apply at once.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(first_attempt.wait(), app[SETTINGS].upstream.timeout)
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
