@@ -103,5 +103,5 @@ test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: venv lab  ## bring the lab up and show how to reach it
-	@$(LAB) show
+demo: venv lab  ## the gateway in front of the lab with a demo token, in the foreground (Ctrl-C stops it)
+	@$(PY) -m tests.lab.demo

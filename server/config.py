@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,6 +40,16 @@ __all__ = [
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
 
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    """A relative path in the file means relative to the file's folder, not to the cwd."""
+    base = (info.context or {}).get("base")
+    return value if value.is_absolute() or base is None else base / value
+
+
+#: A path in the configuration; relative ones are taken from the configuration file's folder.
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,7 +68,7 @@ class UpstreamSettings(_Section):
     #: http: slurmrestd's base URL, e.g. http://127.0.0.1:6820
     url: str | None = None
     #: unix: path of slurmrestd's unix socket (slurmrestd unix:/run/slurmrestd/slurmrestd.socket)
-    socket: Path | None = None
+    socket: ConfigPath | None = None
     #: inetd: the command that runs slurmrestd with no listen address (one process per request)
     command: tuple[str, ...] = ()
     #: seconds to wait for a whole answer; then 504
@@ -93,13 +105,13 @@ class SlurmUserTokenSettings(_Section):
     #: the Slurm user the token is for: SlurmUser (or root), so that X-SLURM-USER-NAME is honoured
     user: str = "slurm"
     #: jwt_key: Slurm's HS256 key file (AuthAltParameters=jwt_key=...)
-    jwt_key: Path | None = None
+    jwt_key: ConfigPath | None = None
     #: jwt_key: lifespan of each minted token, in seconds
     lifespan: int = Field(600, ge=10, le=86400)
     #: command: prints a token (or SLURM_JWT=...) on stdout, e.g. scontrol token lifespan=600
     command: tuple[str, ...] = ()
     #: file: holds the token (or SLURM_JWT=...), re-read when it changes
-    file: Path | None = None
+    file: ConfigPath | None = None
     #: renew when this fraction of the token's lifetime has passed
     renew_at: float = Field(0.5, gt=0, lt=1)
     #: seconds between attempts after a failed renewal
@@ -127,7 +139,7 @@ class MungeSettings(_Section):
     #: the unmunge program (Debian's munge package)
     unmunge: str = "unmunge"
     #: munged's socket; None = unmunge's default
-    socket: Path | None = None
+    socket: ConfigPath | None = None
     #: oldest credential accepted, in seconds (also bounds the replay cache)
     max_age: int = Field(5, ge=1, le=300)
     #: scopes every MUNGE caller gets
@@ -136,14 +148,17 @@ class MungeSettings(_Section):
     accounts: tuple[str, ...] = ()
     #: passwd(5)-format file mapping a credential's uid to a user name; None = the system's
     #: user database (getpwuid). For users that exist only elsewhere, e.g. a chroot's /etc/passwd
-    passwd_file: Path | None = None
+    passwd_file: ConfigPath | None = None
+    #: users MUNGE may not act as: root and SlurmUser are Slurm administrators, and any node's
+    #: root can make credentials; give them bearer tokens instead
+    deny_users: tuple[str, ...] = ("root", "slurm")
 
 
 class AuthSettings(_Section):
     """How callers prove who they are."""
 
     #: the tokens file (TOML) managed by `slurmgate token`
-    tokens_file: Path
+    tokens_file: ConfigPath
     munge: MungeSettings = MungeSettings()
 
 
@@ -180,10 +195,13 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def parse_settings(data: dict[str, object], *, origin: str) -> Settings:
-    """Validate parsed TOML; raise :class:`ConfigError` naming every bad key."""
+def parse_settings(data: dict[str, object], *, origin: str, base: Path | None = None) -> Settings:
+    """Validate parsed TOML; raise :class:`ConfigError` naming every bad key.
+
+    Relative paths are taken from ``base`` (the configuration file's folder) when given.
+    """
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(data, context={"base": base})
     except ValidationError as error:
         problems = []
         for item in error.errors():
@@ -202,4 +220,4 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{path}: not valid TOML: {error}"]) from None
-    return parse_settings(data, origin=str(path))
+    return parse_settings(data, origin=str(path), base=path.resolve().parent)

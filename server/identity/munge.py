@@ -108,6 +108,7 @@ class MungeVerifier:
         unmunge: str = "unmunge",
         socket: Path | None = None,
         passwd_file: Path | None = None,
+        deny_users: Collection[str] = ("root", "slurm"),
         clock: Clock = time.time,
         replay_capacity: int = REPLAY_CAPACITY,
     ) -> None:
@@ -117,6 +118,7 @@ class MungeVerifier:
         self.unmunge = unmunge
         self.socket = socket
         self.passwd_file = passwd_file
+        self.deny_users = frozenset(deny_users)
         self._clock = clock
         self._capacity = replay_capacity
         # digest of the decoded credential -> when it may be forgotten; insertion order is
@@ -146,6 +148,7 @@ class MungeVerifier:
             unmunge=settings.unmunge,
             socket=settings.socket,
             passwd_file=settings.passwd_file,
+            deny_users=settings.deny_users,
         )
 
     async def verify(self, credential: str, remote: str | None) -> Identity:
@@ -269,6 +272,12 @@ class MungeVerifier:
         user = await asyncio.to_thread(lookup_user, uid, self.passwd_file)
         if user is None:
             raise Refused(_INVALID, reason=f"uid {uid} has no user name", name=name)
+        if user in self.deny_users or uid == 0:
+            raise Refused(
+                f"MUNGE may not act as {user}",
+                reason=f"{user} is in auth.munge.deny_users (or is uid 0)",
+                name=name,
+            )
         return Identity(
             user=user, method="munge", name=name, scopes=self.scopes, accounts=self.accounts
         )

@@ -66,6 +66,14 @@ async def test_a_fresh_credential_is_the_users_identity(forky: LabSuite) -> None
     assert carol.user == "carol"
 
 
+@pytest.mark.parametrize("user", ["root", "slurm"])
+async def test_administrators_may_not_use_munge(forky: LabSuite, user: str) -> None:
+    # Any node's root can make credentials; root and SlurmUser are Slurm administrators.
+    with pytest.raises(Refused) as refused:
+        await verifier(forky).verify(await credential(forky, user, "-t", "5"), ORIGIN)
+    assert refused.value.description == f"MUNGE may not act as {user}"
+
+
 async def test_a_credential_is_accepted_once(forky: LabSuite) -> None:
     check = verifier(forky)
     cred = await credential(forky, "bob", "-t", "5")

@@ -1,0 +1,105 @@
+"""``slurmgate serve`` as an administrator runs it: a real process, a real port, real Slurm."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.lab.env import Lab
+from tests.server.gateway import create_token
+
+SLURMGATE = str(Path(sys.executable).parent / "slurmgate")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve_fails(config: Path) -> list[str]:
+    done = subprocess.run(
+        [SLURMGATE, "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    return done.stderr.splitlines()
+
+
+def test_a_bad_configuration_names_the_file_the_key_and_the_problem(tmp_path: Path) -> None:
+    config = tmp_path / "slurmgate.toml"
+    config.write_text(
+        '[upstream]\nurl = "http://127.0.0.1:1"\ntimeout = -1\n'
+        '[slurm_user_token]\njwt_key = "k"\n'
+        '[auth]\ntokens_file = "tokens.toml"\nbogus = 1\n'
+    )
+    assert serve_fails(config) == [
+        f"slurmgate serve: {config}: upstream.timeout: Input should be greater than 0",
+        f"slurmgate serve: {config}: auth.bogus: Extra inputs are not permitted",
+    ]
+    config.write_text('[upstream]\ntransport = "unix"\n[slurm_user_token]\nsource = "file"\n')
+    assert serve_fails(config) == [
+        f"slurmgate serve: {config}: upstream: transport 'unix' needs 'upstream.socket'",
+        f"slurmgate serve: {config}: slurm_user_token: source 'file' needs 'slurm_user_token.file'",
+        f"slurmgate serve: {config}: auth: Field required",
+    ]
+    config.write_text("[upstream\n")
+    (line,) = serve_fails(config)
+    assert line.startswith(f"slurmgate serve: {config}: not valid TOML: ")
+
+
+def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
+    suite = lab.suites["trixie"]
+    port = free_port()
+    token = create_token(tmp_path / "tokens.toml", "carol")
+    config = tmp_path / "slurmgate.toml"
+    config.write_text(
+        f'[listen]\nport = {port}\n[upstream]\nurl = "{suite.url}"\n'
+        f'[slurm_user_token]\njwt_key = "{suite.jwt_key}"\n[auth]\ntokens_file = "tokens.toml"\n'
+    )
+    process = subprocess.Popen(
+        [SLURMGATE, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert (
+            process.stdout.readline().strip() == f"slurmgate: listening on http://127.0.0.1:{port}"
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/slurm/latest/ping/",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    body = json.loads(response.read())
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "the gateway did not start listening"
+                time.sleep(0.1)
+        assert body["meta"]["slurm"]["cluster"] == "trixie"
+        assert body["meta"]["plugin"]["data_parser"] == "data_parser/v0.0.42"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _, stderr = process.communicate()
+    assert token not in stderr
