@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from yarl import URL
 
 from slurmgate.generated import VERSIONS
 from slurmgate.server.errors import ConfigError
@@ -38,6 +40,18 @@ __all__ = [
 ]
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+#: A non-empty string (no NUL: it may end up in a command line or a path).
+Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00]+$")]
+#: A TOML array of non-empty strings.
+Texts = Annotated[tuple[Text, ...], Field(strict=False)]
+
+
+def _not_empty(value: object) -> object:
+    if value == "":
+        raise ValueError("an empty path; leave the key out instead")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("a path with a NUL byte")
+    return value
 
 
 def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
@@ -47,18 +61,37 @@ def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
 
 
 #: A path in the configuration; relative ones are taken from the configuration file's folder.
-ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+ConfigPath = Annotated[
+    Path, Field(strict=False), BeforeValidator(_not_empty), AfterValidator(_relative_to_config)
+]
+
+
+def _check_url(value: str) -> str:
+    """An http(s) base URL: scheme, host, optional port, nothing else."""
+    try:
+        url = URL(value)
+        port = url.port
+    except ValueError as error:
+        raise ValueError(f"not a usable URL: {error}") from None
+    if url.scheme not in ("http", "https") or not url.host or " " in value:
+        raise ValueError(
+            "must be http:// or https:// followed by a host, e.g. http://127.0.0.1:6820"
+        )
+    if url.user or url.query_string or url.fragment or url.path not in ("", "/") or port is None:
+        raise ValueError("must be only scheme, host and port, e.g. http://127.0.0.1:6820")
+    return value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: "8080" is not a port and "yes" is not true; TOML has real numbers and booleans.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class ListenSettings(_Section):
     """Where the gateway accepts clients."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    host: Text = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
 
 
 class UpstreamSettings(_Section):
@@ -66,11 +99,11 @@ class UpstreamSettings(_Section):
 
     transport: Literal["http", "unix", "inetd"] = "http"
     #: http: slurmrestd's base URL, e.g. http://127.0.0.1:6820
-    url: str | None = None
+    url: Annotated[str, AfterValidator(_check_url)] | None = None
     #: unix: path of slurmrestd's unix socket (slurmrestd unix:/run/slurmrestd/slurmrestd.socket)
     socket: ConfigPath | None = None
     #: inetd: the command that runs slurmrestd with no listen address (one process per request)
-    command: tuple[str, ...] = ()
+    command: Texts = ()
     #: seconds to wait for a whole answer; then 504
     timeout: PositiveSeconds = 60.0
     #: seconds to wait for a connection (http, unix) or process start (inetd); then 502
@@ -91,10 +124,6 @@ class UpstreamSettings(_Section):
                 raise ValueError(f"transport {self.transport!r} needs 'upstream.{key}'")
         if self.transport == "inetd" and not self.command:
             raise ValueError("transport 'inetd' needs 'upstream.command' (a list of strings)")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"'upstream.url' must start with http:// or https://, not {self.url!r}"
-            )
         return self
 
 
@@ -103,13 +132,13 @@ class SlurmUserTokenSettings(_Section):
 
     source: Literal["jwt_key", "command", "file"] = "jwt_key"
     #: the Slurm user the token is for: SlurmUser (or root), so that X-SLURM-USER-NAME is honoured
-    user: str = "slurm"
+    user: Text = "slurm"
     #: jwt_key: Slurm's HS256 key file (AuthAltParameters=jwt_key=...)
     jwt_key: ConfigPath | None = None
     #: jwt_key: lifespan of each minted token, in seconds
     lifespan: int = Field(600, ge=10, le=86400)
     #: command: prints a token (or SLURM_JWT=...) on stdout, e.g. scontrol token lifespan=600
-    command: tuple[str, ...] = ()
+    command: Texts = ()
     #: file: holds the token (or SLURM_JWT=...), re-read when it changes
     file: ConfigPath | None = None
     #: renew when this fraction of the token's lifetime has passed
@@ -137,21 +166,21 @@ class MungeSettings(_Section):
 
     enabled: bool = False
     #: the unmunge program (Debian's munge package)
-    unmunge: str = "unmunge"
+    unmunge: Text = "unmunge"
     #: munged's socket; None = unmunge's default
     socket: ConfigPath | None = None
     #: oldest credential accepted, in seconds (also bounds the replay cache)
     max_age: int = Field(5, ge=1, le=300)
     #: scopes every MUNGE caller gets
-    scopes: tuple[str, ...] = ()
+    scopes: Texts = ()
     #: account patterns every MUNGE caller gets (empty = no restriction)
-    accounts: tuple[str, ...] = ()
+    accounts: Texts = ()
     #: passwd(5)-format file mapping a credential's uid to a user name; None = the system's
     #: user database (getpwuid). For users that exist only elsewhere, e.g. a chroot's /etc/passwd
     passwd_file: ConfigPath | None = None
     #: users MUNGE may not act as: root and SlurmUser are Slurm administrators, and any node's
     #: root can make credentials; give them bearer tokens instead
-    deny_users: tuple[str, ...] = ("root", "slurm")
+    deny_users: Texts = ("root", "slurm")
 
 
 class AuthSettings(_Section):
@@ -178,7 +207,7 @@ class Settings(_Section):
     auth: AuthSettings
     limits: LimitsSettings = LimitsSettings()
     #: API versions to serve (default: every generated version the upstream serves)
-    versions: tuple[str, ...] = ()
+    versions: Texts = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("versions")
@@ -188,6 +217,8 @@ class Settings(_Section):
         unknown = [v for v in value if v not in known]
         if unknown:
             raise ValueError(f"unknown API version(s) {unknown}; known: {', '.join(known)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a version is listed twice")
         return value
 
 
@@ -216,6 +247,8 @@ def load_settings(path: Path) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {error.start})"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
