@@ -5,6 +5,7 @@ Request pipeline (outermost first)::
     error_middleware     every error -> slurmrestd's envelope (server/errors.py)
     route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
     authenticate         credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py)
+    authorize            the scope (and for now no account-limited writes), or 403 (authorize.py)
     forward              act for the caller upstream, pass the answer through (pipeline/upstream.py)
 
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
@@ -23,6 +24,7 @@ from slurmgate.server.identity.munge import munge_ctx
 from slurmgate.server.identity.tokens import tokens_ctx
 from slurmgate.server.keys import SETTINGS, UPSTREAM_VERSIONS
 from slurmgate.server.pipeline.authenticate import authenticate
+from slurmgate.server.pipeline.authorize import authorize
 from slurmgate.server.pipeline.upstream import forward
 from slurmgate.server.routing import add_api_routes, route_middleware, versions_ctx
 from slurmgate.server.upstream import slurm_user_token_ctx, transport_ctx
@@ -41,6 +43,7 @@ def build_app(settings: Settings) -> web.Application:
             error_middleware(supported=_served),
             route_middleware(),
             authenticate(),
+            authorize(),
         ],
         client_max_size=settings.limits.max_body_bytes,
     )

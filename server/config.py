@@ -67,7 +67,7 @@ ConfigPath = Annotated[
 
 
 def _check_url(value: str) -> str:
-    """An http(s) base URL: scheme, host, optional port, nothing else."""
+    """An http(s) base URL: scheme, host, port, maybe a path prefix; no user, query, fragment."""
     try:
         url = URL(value)
         port = url.port
@@ -77,8 +77,10 @@ def _check_url(value: str) -> str:
         raise ValueError(
             "must be http:// or https:// followed by a host, e.g. http://127.0.0.1:6820"
         )
-    if url.user or url.query_string or url.fragment or url.path not in ("", "/") or port is None:
-        raise ValueError("must be only scheme, host and port, e.g. http://127.0.0.1:6820")
+    if url.user or url.query_string or url.fragment or port is None:
+        raise ValueError(
+            "must be scheme, host, port and optionally a path prefix, e.g. http://127.0.0.1:6820"
+        )
     return value
 
 

@@ -44,7 +44,7 @@ log = logging.getLogger("slurmgate.routing")
 LATEST = "latest"
 #: Path parameter values: job ids (123, 123_4, 123+1), node, partition, account, user, QOS,
 #: reservation, cluster and wckey names, host lists (n[1-4]). No "/", "%", "?", "#" or spaces.
-_PARAM = re.compile(r"^[A-Za-z0-9._+,:@=\[\]-]{1,256}$")
+_PARAM = re.compile(r"[A-Za-z0-9._+,:@=\[\]-]{1,256}")
 _PARAM_NAMES = re.compile(r"{(\w+)}")
 _NAMESPACES = frozenset({"slurm", "slurmdb", "util"})
 #: seconds between attempts to learn the upstream's API versions while it cannot answer
@@ -130,7 +130,7 @@ def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         value = params[name]
-        if not _PARAM.match(value) or value in {".", ".."}:
+        if not _PARAM.fullmatch(value) or value in {".", ".."}:
             raise BadRequest(
                 f"path parameter {name}={value!r} has characters slurmgate does not forward",
                 source=f"path:{name}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -39,6 +40,9 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     listen = settings.listen
+    # Until the tokens file's watcher takes SIGHUP over, and after it lets go, a reload request
+    # must not kill the gateway (the default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print(f"slurmgate: listening on http://{listen.host}:{listen.port}", file=out, flush=True)
     web.run_app(
         build_app(settings),

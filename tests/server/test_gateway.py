@@ -208,7 +208,9 @@ async def test_body_over_the_limit_is_413(
     assert fake.seen == []
 
 
-@pytest.mark.parametrize("param", ["..", ".", "1%2F..%2Fnodes", "a b", "x%00", "%2e%2e", "1;drop"])
+@pytest.mark.parametrize(
+    "param", ["..", ".", "1%2F..%2Fnodes", "a b", "x%00", "%2e%2e", "1;drop", "123%0A"]
+)
 async def test_path_parameters_slurmrestd_could_read_differently_are_400(
     gateway: TestClient[Any, Any],
     upstream: tuple[FakeSlurmrestd, TestServer],
@@ -250,3 +252,53 @@ async def test_upstream_down_is_502(tmp_path: Path, token: str) -> None:
         response = await client.get("/slurm/v0.0.45/ping/", headers=auth(token))
         error = await envelope(response, 502)
         assert error["error"] == "Upstream slurmrestd unavailable"
+
+
+async def test_a_scope_the_token_lacks_is_403_naming_it(
+    gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer], tmp_path: Path
+) -> None:
+    fake, _ = upstream
+    reader = create_token(tmp_path / "tokens.toml", "bob", scopes=("slurm:read",))
+    for _ in range(50):
+        if (await gateway.get("/slurm/v0.0.45/jobs/", headers=auth(reader))).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    seen = len(fake.seen)
+    headers = {**auth(reader), "Content-Type": "application/json"}
+    for method, path, scope in (
+        ("POST", "/slurm/v0.0.45/job/submit", "slurm:jobs:manage"),
+        ("DELETE", "/slurm/v0.0.45/job/12", "slurm:jobs:manage"),
+        ("GET", "/slurmdb/v0.0.45/accounts/", "slurmdb:read"),
+        ("GET", "/slurm/v0.0.45/reconfigure/", "slurm:reconfigure"),
+    ):
+        response = await gateway.request(method, path, headers=headers, data=b"{}")
+        error = await envelope(response, 403)
+        assert error["source"] == f"scope:{scope}"
+        assert scope in error["description"]
+    assert len(fake.seen) == seen
+
+
+async def test_account_limited_tokens_may_read_but_not_yet_write_where_accounts_are_named(
+    gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer], tmp_path: Path
+) -> None:
+    fake, _ = upstream
+    limited = create_token(
+        tmp_path / "tokens.toml",
+        "bob",
+        scopes=("slurm:read", "slurm:jobs:manage", "slurm:nodes:manage"),
+        accounts=("chem",),
+    )
+    for _ in range(50):
+        if (await gateway.get("/slurm/v0.0.45/jobs/", headers=auth(limited))).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    headers = {**auth(limited), "Content-Type": "application/json"}
+    seen = len(fake.seen)
+    body = b'{"job": {"account": "chem", "script": "#!/bin/sh"}}'
+    for method, path in (("POST", "/slurm/v0.0.45/job/submit"), ("DELETE", "/slurm/v0.0.45/job/1")):
+        error = await envelope(await gateway.request(method, path, headers=headers, data=body), 403)
+        assert error["source"] == "accounts"
+    assert len(fake.seen) == seen
+    # A write that names no account is only a matter of scope.
+    response = await gateway.post("/slurm/v0.0.45/node/n1", headers=headers, data=b"{}")
+    assert response.status == 200

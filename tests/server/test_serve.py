@@ -95,6 +95,10 @@ def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert body["meta"]["slurm"]["cluster"] == "trixie"
         assert body["meta"]["plugin"]["data_parser"] == "data_parser/v0.0.42"
+        # SIGHUP asks for a reload of the tokens file; the gateway goes on serving.
+        process.send_signal(signal.SIGHUP)
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            assert response.status == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
