@@ -254,15 +254,21 @@ async def test_upstream_down_is_502(tmp_path: Path, token: str) -> None:
         assert error["error"] == "Upstream slurmrestd unavailable"
 
 
+async def until_accepted(gateway: TestClient[Any, Any], token: str) -> None:
+    """Wait (at most 5 s) until the tokens file's watcher has picked up a new token."""
+    for _ in range(50):
+        if (await gateway.get("/slurm/v0.0.45/jobs/", headers=auth(token))).status == 200:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the gateway never accepted the new token")
+
+
 async def test_a_scope_the_token_lacks_is_403_naming_it(
     gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer], tmp_path: Path
 ) -> None:
     fake, _ = upstream
     reader = create_token(tmp_path / "tokens.toml", "bob", scopes=("slurm:read",))
-    for _ in range(50):
-        if (await gateway.get("/slurm/v0.0.45/jobs/", headers=auth(reader))).status == 200:
-            break
-        await asyncio.sleep(0.1)
+    await until_accepted(gateway, reader)
     seen = len(fake.seen)
     headers = {**auth(reader), "Content-Type": "application/json"}
     for method, path, scope in (
@@ -288,10 +294,7 @@ async def test_account_limited_tokens_may_read_but_not_yet_write_where_accounts_
         scopes=("slurm:read", "slurm:jobs:manage", "slurm:nodes:manage"),
         accounts=("chem",),
     )
-    for _ in range(50):
-        if (await gateway.get("/slurm/v0.0.45/jobs/", headers=auth(limited))).status == 200:
-            break
-        await asyncio.sleep(0.1)
+    await until_accepted(gateway, limited)
     headers = {**auth(limited), "Content-Type": "application/json"}
     seen = len(fake.seen)
     body = b'{"job": {"account": "chem", "script": "#!/bin/sh"}}'
