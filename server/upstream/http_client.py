@@ -206,7 +206,13 @@ class HttpTransport:
                 "the connection to slurmrestd failed", f"{type(error).__name__}: {error}"
             ) from None
         else:
-            keep = received.keep_alive
+            # Bytes already received after the answer belong to no request of ours (a second
+            # response, say): the next request on this connection would read them as its answer.
+            keep = received.keep_alive and not _unread(reader)
+            if received.keep_alive and not keep:
+                log.warning(
+                    "bytes after the answer from %s; connection closed, not reused", self._name
+                )
             return received.response
         finally:
             # Anything short of a complete answer (an error, a timeout, a caller giving up)
@@ -217,13 +223,18 @@ class HttpTransport:
                 writer.close()
 
     def _reuse(self) -> Streams | None:
-        """The newest idle connection still open and not expired; expired ones are closed."""
+        """The newest idle connection open, not expired, silent since its answer; or None.
+
+        Connections passed over on the way are closed.
+        """
         now = asyncio.get_running_loop().time()
         while self._idle and now - self._idle[0][1] >= KEEPALIVE:
             self._idle.popleft()[0][1].close()
         while self._idle:
             (reader, writer), _ = self._idle.pop()
-            if not reader.at_eof() and not writer.is_closing():
+            if _unread(reader):
+                log.warning("bytes from %s on an idle connection; closed, not reused", self._name)
+            elif not (reader.at_eof() or reader.exception() or writer.is_closing()):
                 return reader, writer
             writer.close()
         return None
@@ -255,3 +266,12 @@ class HttpTransport:
 
 # A stream's buffer limit bounds readuntil(): the header section must fit.
 _LIMIT = MAX_HEAD_BYTES + 4
+
+
+def _unread(reader: asyncio.StreamReader) -> bool:
+    """Whether ``reader`` holds bytes received and not read yet (True when that cannot be told)."""
+    # StreamReader has no public way to ask; CPython keeps those bytes in the private bytearray
+    # ``_buffer``. Should that ever change, every connection counts as holding some: none is
+    # reused, so none can hand one caller's bytes to another.
+    buffer = getattr(reader, "_buffer", None)
+    return not isinstance(buffer, bytearray) or len(buffer) > 0

@@ -8,9 +8,11 @@ It reads exactly one response and nothing after it. That matters: slurmrestd 26.
 every error answer (400, 401, 404, 415, 511 seen in the lab; all sent with ``Connection: Close``)
 with a second response on the same connection, and 24.11.5 and 26.05.5 write a stray
 ``Connection: Close`` line after the body when the request said ``Connection: close``. Both are
-left unread; the connection is closed. No SchedMD bug number is known for either. (aiohttp's
-client, whose parsers reject "data after Connection: close", turns each such answer into an error,
-which is why the transports do not use it.)
+left unread and the connection is closed: :attr:`Received.keep_alive` is false for any status of
+400 or more, whatever ``Connection`` says, and the http transport also closes a connection with
+bytes waiting after the answer. No SchedMD bug number is known for either. (aiohttp's client,
+whose parsers reject "data after Connection: close", turns each such answer into an error, which
+is why the transports do not use it.)
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ class TooLarge(ProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One response, and whether the connection may carry another request."""
+    """One response, and whether its framing lets the connection carry another request.
+
+    ``keep_alive`` is false for HTTP/1.0, ``Connection: close``, a body delimited by EOF and any
+    status of 400 or more. Whoever reuses the connection must also make sure that nothing was
+    received after the response (see :mod:`.http_client`).
+    """
 
     response: UpstreamResponse
     keep_alive: bool
@@ -95,7 +102,11 @@ async def read_response(
     else:
         body, to_eof = await _read_to_eof(reader, max_bytes), True
     connection = {token.lower() for token in _values(headers, "connection")}
-    keep_alive = status_line[1] == b"1" and "close" not in connection and not to_eof
+    # Never after an error answer, whatever it says: slurmrestd 26.05.5 follows each one with a
+    # second response that a next request on the connection would read as its own.
+    keep_alive = (
+        status_line[1] == b"1" and "close" not in connection and not to_eof and status < 400
+    )
     response = UpstreamResponse(
         status=status,
         # Latin-1 maps each byte to one code point: the header bytes survive untouched.

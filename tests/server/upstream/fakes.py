@@ -7,7 +7,7 @@ import contextlib
 import os
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,9 +44,11 @@ class RawUpstream:
     ``mode``: "answer" writes ``answer`` to every request; "hang" reads the request and never
     answers; "close" reads it and closes the connection; "once" answers the first request of each
     connection and closes it at the second, unanswered (a kept-alive connection gone stale).
+    ``respond``, when set, gives the answer to each raw request instead of ``answer``.
     """
 
     answer: bytes = b"HTTP/1.1 204 No Content\r\n\r\n"
+    respond: Callable[[bytes], bytes] | None = None
     mode: Mode = "answer"
     #: every request received, as raw bytes (head and body)
     requests: list[bytes] = field(default_factory=list)
@@ -74,7 +76,7 @@ class RawUpstream:
                 if self.mode == "close" or (self.mode == "once" and served):
                     return
                 served = True
-                writer.write(self.answer)
+                writer.write(self.answer if self.respond is None else self.respond(request))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -118,11 +120,12 @@ async def raw_upstream(
     *,
     unix: Path | None = None,
     answer: bytes | None = None,
+    respond: Callable[[bytes], bytes] | None = None,
     mode: Mode = "answer",
     tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RawUpstream]:
     """A :class:`RawUpstream` on 127.0.0.1 (or the unix socket ``unix``) for the block's length."""
-    fake = RawUpstream(mode=mode)
+    fake = RawUpstream(mode=mode, respond=respond)
     if answer is not None:
         fake.answer = answer
     if unix is not None:

@@ -9,8 +9,9 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import SupportsIndex
 
 import pytest
 
@@ -201,6 +202,133 @@ async def test_slurm_26_05_second_answer_is_ignored_and_the_connection_closed() 
             await transport.close()
     assert [(a.status, a.body) for a in answers] == [(404, b"{}"), (404, b"{}")]
     assert fake.connections == 2  # "Connection: Close" is honoured, the rest never read
+
+
+def as_user(user: str) -> UpstreamRequest:
+    """A ping acting for ``user``, as the gateway sends it."""
+    return UpstreamRequest(
+        "GET",
+        "/slurm/v0.0.45/ping/",
+        (("X-SLURM-USER-TOKEN", SECRET), ("X-SLURM-USER-NAME", user)),
+    )
+
+
+FOR_ALICE = b'HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{"for": "alice"}\n'
+FOR_BOB = b'HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{"for": "bob"}\n'
+# A second response after a kept-alive one: the next request on the connection must not get it.
+STRAY = b'HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n{"stray": "alice\'s data"}\n'
+
+
+@pytest.mark.parametrize("unix", [False, True])
+async def test_bytes_after_a_kept_alive_answer_never_reach_another_caller(
+    unix: bool, workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def respond(request: bytes) -> bytes:
+        return FOR_ALICE + STRAY if b"\r\nX-SLURM-USER-NAME: alice\r\n" in request else FOR_BOB
+
+    path = workdir / "restd.sock" if unix else None
+    async with raw_upstream(unix=path, respond=respond) as fake:
+        if path:
+            transport = make_transport(UpstreamSettings(transport="unix", socket=path))
+        else:
+            transport = http(fake.url)
+        try:
+            answers = [await transport.send(as_user(user)) for user in ("alice", "bob", "bob")]
+        finally:
+            await transport.close()
+    assert [a.body for a in answers] == [b'{"for": "alice"}\n', *[b'{"for": "bob"}\n'] * 2]
+    assert fake.connections == 2  # alice's connection closed; bob's kept
+    assert "bytes after the answer" in caplog.text
+    assert SECRET not in caplog.text
+
+
+class WatchedReader(asyncio.StreamReader):
+    """A StreamReader that sets ``fed`` whenever bytes arrive."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=1 << 17)
+        self.fed = asyncio.Event()
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        super().feed_data(data)
+        self.fed.set()
+
+
+async def test_bytes_arriving_on_an_idle_connection_close_it() -> None:
+    answered = asyncio.Event()
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                writer.write(FOR_ALICE if b"alice" in head else FOR_BOB)
+                await writer.drain()
+                if b"alice" in head:
+                    await answered.wait()  # the stray bytes come once the connection is idle
+                    writer.write(STRAY)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    readers: list[WatchedReader] = []
+
+    async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        loop = asyncio.get_running_loop()
+        reader = WatchedReader()
+        readers.append(reader)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        sock, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
+        return reader, asyncio.StreamWriter(sock, protocol, reader, loop)
+
+    transport = HttpTransport(
+        opener=opener,
+        host=f"127.0.0.1:{port}",
+        prefix="",
+        name="test",
+        timeout=10,
+        connect_timeout=5,
+        max_connections=4,
+        max_response_bytes=1 << 20,
+    )
+    try:
+        alice = await transport.send(as_user("alice"))
+        readers[0].fed.clear()
+        answered.set()
+        async with asyncio.timeout(10):
+            await readers[0].fed.wait()  # the stray answer reached the idle connection
+        bob = await transport.send(as_user("bob"))
+    finally:
+        await transport.close()
+        server.close()
+        await server.wait_closed()
+    assert (alice.body, bob.body) == (b'{"for": "alice"}\n', b'{"for": "bob"}\n')
+    assert connections == len(readers) == 2
+
+
+async def test_no_connection_is_kept_after_an_error_answer() -> None:
+    # No Connection: close and nothing after it, yet 26.05 may still send a second response.
+    answer = b"HTTP/1.1 404 NOT FOUND\r\nContent-Length: 2\r\n\r\n{}"
+    async with raw_upstream(answer=answer) as fake:
+        transport = http(fake.url)
+        try:
+            for _ in range(2):
+                await transport.send(PING)
+        finally:
+            await transport.close()
+    assert fake.connections == 2
+
+
+def test_unread_sees_bytes_in_a_stream_reader() -> None:
+    reader = asyncio.StreamReader()
+    assert not http_client._unread(reader)
+    reader.feed_data(b"HTTP/1.1")
+    assert http_client._unread(reader)
 
 
 async def test_stale_kept_alive_connection_is_retried_for_idempotent_methods() -> None:

@@ -53,6 +53,13 @@ async def test_reads_one_answer_and_nothing_after_it() -> None:
         (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n", False),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),
         (b"HTTP/1.1 200 OK\r\n\r\n", False),  # delimited by EOF
+        # slurmrestd 26.05.5 may follow any error answer with a second response
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", False),
+        (
+            b"HTTP/1.1 500 Internal Error\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            False,
+        ),
+        (b"HTTP/1.1 399 Odd\r\nContent-Length: 0\r\n\r\n", True),
     ],
 )
 async def test_whether_the_connection_may_be_reused(head: bytes, keep_alive: bool) -> None:

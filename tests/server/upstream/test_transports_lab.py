@@ -144,3 +144,21 @@ async def test_slurmrestds_refusal_passes_through(lab: Lab, kind: Kind) -> None:
     finally:
         await transport.close()
     assert (response.status, response.body) == (401, b"Authentication failure")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_answer_after_an_error_is_the_requests_own(lab: Lab, kind: Kind) -> None:
+    # slurmrestd 26.05.5 sends a second response after each error answer: the next request on
+    # the transport must get its own answer, never that one.
+    suite = lab.suites["forky"]
+    target = f"/slurm/{NEWEST['forky']}/ping/"
+    async with caller(kind, suite) as call:
+        refused = await call.transport.send(UpstreamRequest("GET", target, ()))
+        response, body = await call.send("GET", target)
+        missing = await call.transport.send(UpstreamRequest("GET", target + "nowhere/", ()))
+        again, _ = await call.send("GET", target)
+    assert (refused.status, refused.body) == (401, b"Authentication failure")
+    assert response.status == 200, body.get("errors")
+    assert body["meta"]["slurm"]["cluster"] == suite.cluster
+    assert missing.status >= 400
+    assert again.status == 200
