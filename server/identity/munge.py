@@ -7,10 +7,17 @@ against the configured munged socket. Accepted only when all of these hold:
 - its TTL is at most ``max_age`` and it was encoded at most ``max_age`` seconds ago (and not
   more than :data:`FUTURE_SKEW` seconds in the future);
 - it was encoded on the host the request comes from (``ENCODE_HOST`` equals the source address);
-- the gateway has not accepted it before: a bounded cache keeps each credential's digest until
-  the credential is too old to pass the age check anyway (munged's own replay cache is per daemon
-  and can be restarted; this one does not depend on it);
+- the gateway has not decoded it before: a bounded cache keeps the digest of each credential
+  munged decoded until the credential is too old to pass the age check anyway (munged's own
+  replay cache is per daemon and can be restarted; this one does not depend on it), and a
+  credential being decoded cannot be presented again meanwhile;
 - its uid has a name (system user database, or the configured passwd-format file).
+
+Only credentials munged decoded are remembered: garbage costs an unmunge run but cannot fill the
+replay cache. Decoding is bounded: at most :data:`CONCURRENCY` unmunge processes, at most
+:data:`PER_SOURCE` credentials from one address under way, and at most :data:`SLOT_WAIT` seconds
+waiting for a process slot (a credential must not expire in a queue); beyond those, requests are
+refused and may try again with a new credential.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -39,7 +47,15 @@ from slurmgate.server.identity.refusal import Refused
 from slurmgate.server.identity.tokenfile import compile_accounts
 from slurmgate.server.keys import MUNGE, SETTINGS
 
-__all__ = ["FUTURE_SKEW", "MungeVerifier", "lookup_user", "munge_ctx"]
+__all__ = [
+    "CONCURRENCY",
+    "FUTURE_SKEW",
+    "PER_SOURCE",
+    "SLOT_WAIT",
+    "MungeVerifier",
+    "lookup_user",
+    "munge_ctx",
+]
 
 log = logging.getLogger("slurmgate.auth")
 
@@ -49,6 +65,11 @@ FUTURE_SKEW = 2
 MAX_CREDENTIAL_CHARS = 1024
 #: unmunge processes running at once; further requests wait for a slot.
 CONCURRENCY = 16
+#: Seconds a request waits for a free unmunge slot before it is refused.
+SLOT_WAIT = 1.0
+#: Credentials from one source address decoded (or waiting for a slot) at once: one host cannot
+#: take every slot. A login node serving many users shares it; decoding takes ~2 ms.
+PER_SOURCE = CONCURRENCY // 2
 #: Seconds unmunge may take before the credential is refused and the process killed.
 DECODE_TIMEOUT = 5.0
 #: Credentials remembered for replay detection; when full of live entries, new ones are refused.
@@ -58,6 +79,7 @@ _SHAPE = re.compile(r"MUNGE:([A-Za-z0-9+/]+={0,2}):", re.ASCII)
 _KEYS = ("STATUS", "ENCODE_HOST", "ENCODE_TIME", "TTL", "UID")
 _LINE = re.compile(r"([A-Z_]+):\s+(\S+)", re.ASCII)
 _INVALID = "invalid MUNGE credential"
+_UNCHECKABLE = "MUNGE credentials cannot be checked right now"
 # munge_err_t values (munge.h) worth naming in the log; the rest are logged by number.
 _STATUS = {
     1: "munged internal error",
@@ -121,10 +143,16 @@ class MungeVerifier:
         self.deny_users = frozenset(deny_users)
         self._clock = clock
         self._capacity = replay_capacity
-        # digest of the decoded credential -> when it may be forgotten; insertion order is
-        # expiry order because every entry lives the same time (guarded by: the event loop,
-        # no await between check and insert).
+        # digest of each credential munged decoded -> when it may be forgotten; insertion order
+        # is expiry order because every entry lives the same time (guarded by: the event loop,
+        # no await between the in-flight check and the insert after decoding).
         self._seen: collections.OrderedDict[bytes, float] = collections.OrderedDict()
+        # digests of the credentials being decoded; verify() adds and removes its own (guarded
+        # by: the event loop, no await between the check and the add).
+        self._in_flight: set[bytes] = set()
+        # source address -> credentials from it under way (waiting or decoding); verify()
+        # counts its own up and down, entries at zero are removed.
+        self._per_source: collections.Counter[str] = collections.Counter()
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
     @classmethod
@@ -166,29 +194,52 @@ class MungeVerifier:
             key = hashlib.sha256(base64.b64decode(shape.group(1), validate=True)).digest()
         except binascii.Error:
             raise Refused(_INVALID, reason="credential is not valid base64") from None
-        self._remember(key)
-        fields = await self._decode(credential)
+        self._refuse_replay(key)
+        source = str(origin)
+        if self._per_source[source] >= PER_SOURCE:
+            raise Refused(
+                "too many MUNGE credentials from this address at once, retry shortly",
+                reason=f"{PER_SOURCE} MUNGE credentials from {source} already being checked",
+            )
+        self._in_flight.add(key)
+        self._per_source[source] += 1
+        try:
+            fields = await self._decode(credential)
+            # munged decoded it (and now refuses it as replayed): from here on it is used,
+            # whatever the checks below say.
+            self._remember(key)
+        finally:
+            self._in_flight.discard(key)
+            self._per_source[source] -= 1
+            if not self._per_source[source]:
+                del self._per_source[source]
         return await self._check(fields, origin)
 
-    def _remember(self, key: bytes) -> None:
-        """Refuse a credential seen before; remember this one, before it is even decoded.
-
-        Remembering first means two concurrent requests with one credential cannot both pass.
-        """
+    def _refuse_replay(self, key: bytes) -> None:
+        """Refuse a credential decoded before or being decoded, or when none can be remembered."""
         now = self._clock()
         while self._seen and next(iter(self._seen.values())) <= now:
             self._seen.popitem(last=False)
         if key in self._seen:
             raise Refused("MUNGE credential already used", reason="replayed (gateway cache)")
+        if key in self._in_flight:
+            raise Refused("MUNGE credential already used", reason="replayed (being checked)")
+        self._refuse_when_full()
+
+    def _refuse_when_full(self) -> None:
         if len(self._seen) >= self._capacity:
             raise Refused(
-                "too many MUNGE credentials in flight, retry shortly",
+                _UNCHECKABLE,
                 reason=f"replay cache full ({self._capacity} live credentials)",
                 trouble=True,
             )
+
+    def _remember(self, key: bytes) -> None:
+        """Remember a credential munged decoded, so that it passes at most once."""
+        self._refuse_when_full()  # filled by others while this one was decoded
         # Past this, the age check refuses the credential anyway: encoded at most FUTURE_SKEW
         # after now, accepted at most max_age after that (plus a second of rounding).
-        self._seen[key] = now + self.max_age + FUTURE_SKEW + 1
+        self._seen[key] = self._clock() + self.max_age + FUTURE_SKEW + 1
 
     async def _decode(self, credential: str) -> dict[str, str]:
         """unmunge's metadata for ``credential``; the payload goes to /dev/null, never parsed."""
@@ -196,7 +247,7 @@ class MungeVerifier:
         if self.socket is not None:
             args.append(f"--socket={self.socket}")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
-        async with self._slots:
+        async with self._slot():
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *args,
@@ -207,7 +258,7 @@ class MungeVerifier:
                 )
             except OSError as error:
                 raise Refused(
-                    "MUNGE credentials cannot be checked right now",
+                    _UNCHECKABLE,
                     reason=f"cannot run {self.unmunge}: {error.strerror}",
                     trouble=True,
                 ) from None
@@ -216,7 +267,7 @@ class MungeVerifier:
                     out, err = await proc.communicate(credential.encode("ascii"))
             except TimeoutError:
                 raise Refused(
-                    "MUNGE credentials cannot be checked right now",
+                    _UNCHECKABLE,
                     reason=f"{self.unmunge} gave no answer within {DECODE_TIMEOUT} s",
                     trouble=True,
                 ) from None
@@ -230,12 +281,29 @@ class MungeVerifier:
             code = int(status) if status.isdigit() else -1
             detail = err.decode("utf-8", "replace").strip().splitlines()
             raise Refused(
-                "MUNGE credentials cannot be checked right now" if code in _TROUBLE else _INVALID,
+                _UNCHECKABLE if code in _TROUBLE else _INVALID,
                 reason=f"munge status {status}: {_STATUS.get(code, 'error')}"
                 + (f" ({detail[-1]})" if detail else ""),
                 trouble=code in _TROUBLE,
             )
         return fields
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one of the :data:`CONCURRENCY` unmunge slots; refused after :data:`SLOT_WAIT` s."""
+        try:
+            async with asyncio.timeout(SLOT_WAIT):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Refused(
+                _UNCHECKABLE,
+                reason=f"all {CONCURRENCY} unmunge slots busy for {SLOT_WAIT:g} s",
+                trouble=True,
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _check(
         self, fields: dict[str, str], origin: ipaddress.IPv4Address | ipaddress.IPv6Address

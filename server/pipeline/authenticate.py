@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.server.errors import Unauthenticated
 from slurmgate.server.identity.base import Identity
-from slurmgate.server.identity.refusal import Refused
+from slurmgate.server.identity.refusal import RefusalLog, Refused
 from slurmgate.server.keys import IDENTITY, MUNGE, TOKENS
 
 __all__ = ["MAX_HEADER_CHARS", "authenticate"]
@@ -38,13 +38,15 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*", re.ASCII)
 _USER_HEADERS = ("Authorization", "X-SLURM-USER-TOKEN", "X-SLURM-USER-NAME")
 
 
-def authenticate(*, public_prefix: str = "public-") -> Middleware:
+def authenticate(*, public_prefix: str = "public-", log_interval: float = 1.0) -> Middleware:
     """The authentication middleware; sets ``request[IDENTITY]`` or raises Unauthenticated.
 
     Routes whose name starts with ``public_prefix`` are served without credentials. The token
     store and the MUNGE verifier are read from the app (``TOKENS``, ``MUNGE``), set up by the
-    cleanup contexts ``tokens_ctx`` and ``munge_ctx``.
+    cleanup contexts ``tokens_ctx`` and ``munge_ctx``. Refusals are logged at most once per
+    description every ``log_interval`` seconds (see :class:`RefusalLog`).
     """
+    refusals = RefusalLog(log, interval=log_interval)
 
     @web.middleware
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -57,9 +59,9 @@ def authenticate(*, public_prefix: str = "public-") -> Middleware:
         try:
             identity = await _identify(request)
         except Refused as refusal:
-            level = logging.ERROR if refusal.trouble else logging.WARNING
-            log.log(
-                level,
+            refusals.log(
+                logging.ERROR if refusal.trouble else logging.WARNING,
+                refusal.description,
                 "refused %s %s from %s: %s (token %s)",
                 request.method,
                 request.raw_path,

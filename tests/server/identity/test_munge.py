@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +97,17 @@ async def test_one_credential_sent_twice_at_once_passes_once(forky: LabSuite) ->
     )
     assert sorted(type(r).__name__ for r in results) == ["Identity", "Refused"]
     refusal = next(r for r in results if isinstance(r, Refused))
-    assert refusal.reason == "replayed (gateway cache)"
+    assert refusal.reason == "replayed (being checked)"
+
+
+async def test_garbage_decoded_by_the_real_unmunge_is_not_remembered(forky: LabSuite) -> None:
+    check = verifier(forky, replay_capacity=1)
+    for garbage in ("MUNGE:AwQFAAB7:", "MUNGE:" + base64.b64encode(os.urandom(90)).decode() + ":"):
+        with pytest.raises(Refused) as refused:
+            await check.verify(garbage, ORIGIN)
+        assert refused.value.description == "invalid MUNGE credential"
+    # The cache (room for one) is still empty: a real credential passes.
+    assert (await check.verify(await credential(forky, "alice", "-t", "5"), ORIGIN)).user == "alice"
 
 
 async def test_a_ttl_over_max_age_is_refused(forky: LabSuite) -> None:

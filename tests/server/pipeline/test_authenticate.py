@@ -298,6 +298,37 @@ async def test_refusals_are_logged_without_secrets(
         assert digest.removeprefix("sha256:") not in caplog.text
 
 
+async def test_a_flood_of_refusals_is_logged_as_one_line_and_a_count(
+    aiohttp_client: AiohttpClient, tokens: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await aiohttp_client(build(tokens.store))  # one line per second
+    counted = asyncio.Event()
+
+    class Until(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not logged one by one" in record.getMessage():
+                counted.set()
+
+    until = Until()
+    logging.getLogger("slurmgate.auth").addHandler(until)
+    try:
+        with caplog.at_level(logging.INFO, logger="slurmgate.auth"):
+            for n in range(20):
+                wrong = mint(f"nobody-{n}", "alice", now=NOW, expires=None)
+                response = await client.get(
+                    "/private", headers={"Authorization": f"Bearer {wrong}"}
+                )
+                await refused(response, "invalid bearer token")
+            async with asyncio.timeout(10):
+                await counted.wait()
+    finally:
+        logging.getLogger("slurmgate.auth").removeHandler(until)
+    assert [r.getMessage() for r in caplog.records if r.name == "slurmgate.auth"] == [
+        "refused GET /private from 127.0.0.1: unknown token name 'nobody-0' (token -)",
+        "19 more refusals within 1 s: invalid bearer token (not logged one by one)",
+    ]
+
+
 async def test_without_a_token_store_every_token_is_refused(
     aiohttp_client: AiohttpClient, tokens: Tokens, caplog: pytest.LogCaptureFixture
 ) -> None:
