@@ -11,7 +11,8 @@ against the configured munged socket. Accepted only when all of these hold:
   munged decoded until the credential is too old to pass the age check anyway (munged's own
   replay cache is per daemon and can be restarted; this one does not depend on it), and a
   credential being decoded cannot be presented again meanwhile;
-- its uid has a name (system user database, or the configured passwd-format file).
+- its uid has a name (system user database, or the configured passwd-format file) that is a
+  valid user name (:data:`~slurmgate.server.identity.tokenfile.USER_PATTERN`, as for tokens).
 
 Only credentials munged decoded are remembered: garbage costs an unmunge run but cannot fill the
 replay cache. Decoding is bounded: at most :data:`CONCURRENCY` unmunge processes, at most
@@ -44,7 +45,7 @@ from slurmgate.server.config import MungeSettings
 from slurmgate.server.errors import ConfigError
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import Refused
-from slurmgate.server.identity.tokenfile import compile_accounts
+from slurmgate.server.identity.tokenfile import USER_PATTERN, compile_accounts
 from slurmgate.server.keys import MUNGE, SETTINGS
 
 __all__ = [
@@ -340,6 +341,13 @@ class MungeVerifier:
         user = await asyncio.to_thread(lookup_user, uid, self.passwd_file)
         if user is None:
             raise Refused(_INVALID, reason=f"uid {uid} has no user name", name=name)
+        if not USER_PATTERN.fullmatch(user):
+            # The name goes upstream as X-SLURM-USER-NAME: held to the rule token users follow.
+            raise Refused(
+                _INVALID,
+                reason=f"uid {uid}'s name {user[:64]!r} is not a valid user name",
+                name=name,
+            )
         if user in self.deny_users or uid == 0:
             raise Refused(
                 f"MUNGE may not act as {user}",

@@ -168,6 +168,23 @@ async def test_a_uid_without_a_name_is_refused(forky: LabSuite, tmp_path: Path) 
     assert refused.value.reason == "uid 2004 has no user name"
 
 
+@pytest.mark.parametrize("bad", ["dora smith", "dora\x1b[2J", "-dora", "d\u00f6ra", "d" * 129])
+async def test_a_name_that_is_not_a_user_name_is_refused(
+    forky: LabSuite, tmp_path: Path, bad: str
+) -> None:
+    # The same rule as for token users: the name is sent upstream as X-SLURM-USER-NAME.
+    passwd = tmp_path / "passwd"
+    passwd.write_text(f"{bad}:x:2004:2004::/home/dora:/bin/sh\n", encoding="utf-8")
+    with pytest.raises(Refused) as refused:
+        await verifier(forky, passwd_file=passwd).verify(
+            await credential(forky, "dora", "-t", "5"), ORIGIN
+        )
+    assert refused.value.description == "invalid MUNGE credential"
+    assert refused.value.reason.startswith("uid 2004's name ")
+    assert refused.value.reason.endswith(" is not a valid user name")
+    assert "\x1b" not in refused.value.reason  # shown escaped in the log
+
+
 @pytest.mark.parametrize(
     ("cred", "reason"),
     [
