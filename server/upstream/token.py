@@ -173,7 +173,13 @@ class SlurmUserToken:
         return token
 
     def _check(self, token: Token) -> None:
-        if token.user is not None and token.user != self._user:
+        if token.user is None:
+            # A token without sun could be for anyone; never send it in SlurmUser's name.
+            raise TokenError(
+                f"{self.source}: the token has no 'sun' claim naming its user "
+                f"(slurm_user_token.user is {self._user!r})"
+            )
+        if token.user != self._user:
             raise TokenError(
                 f"{self.source}: the token is for {token.user!r}, "
                 f"not for slurm_user_token.user {self._user!r}"

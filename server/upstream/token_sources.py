@@ -39,6 +39,11 @@ log = logging.getLogger("slurmgate.upstream")
 MAX_TOKEN_TEXT = 64 * 1024
 #: How much of a failing command's stderr goes to the log.
 STDERR_BYTES = 2048
+#: Latest ``exp`` accepted, in seconds from now (ten years): a token said to live longer is
+#: broken, and would never be renewed.
+MAX_EXPIRY = 10 * 365 * 24 * 3600
+#: Latest ``iat`` accepted, in seconds from now: clocks of different hosts drift, not by hours.
+MAX_ISSUED_AHEAD = 3600
 
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
@@ -82,6 +87,9 @@ def token_from_text(text: str, *, origin: str, lifespan: int, now: float) -> Tok
 
     Its claims are read without checking the signature (slurmrestd checks it): ``exp`` says when
     to renew; without ``exp`` it is taken to live ``lifespan`` seconds from ``iat`` (or ``now``).
+    ``iat`` and ``exp`` must be whole seconds since the epoch, ``iat`` at most
+    :data:`MAX_ISSUED_AHEAD` ahead of ``now``, ``exp`` after ``iat`` and at most
+    :data:`MAX_EXPIRY` ahead of ``now``.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) != 1:
@@ -93,18 +101,35 @@ def token_from_text(text: str, *, origin: str, lifespan: int, now: float) -> Tok
         claims = jwt.decode(value, options={"verify_signature": False})
     except jwt.PyJWTError as error:
         raise TokenError(f"{origin}: not a readable JWT: {error}") from None
-    issued_at = _number(claims.get("iat"), now, origin=origin, claim="iat")
-    expires_at = _number(claims.get("exp"), issued_at + lifespan, origin=origin, claim="exp")
+    issued_at = _seconds(claims.get("iat"), origin=origin, claim="iat")
+    if issued_at is None:
+        issued_at = int(now)
+    elif issued_at > now + MAX_ISSUED_AHEAD:
+        raise TokenError(f"{origin}: claim 'iat' is more than {MAX_ISSUED_AHEAD} s in the future")
+    expires_at = _seconds(claims.get("exp"), origin=origin, claim="exp")
+    if expires_at is None:
+        expires_at = issued_at + lifespan
+    elif expires_at <= issued_at:
+        raise TokenError(f"{origin}: claim 'exp' is not after 'iat'")
+    if expires_at > now + MAX_EXPIRY:
+        raise TokenError(f"{origin}: claim 'exp' is more than ten years in the future")
     user = claims.get("sun")
     return Token(value, issued_at, expires_at, user if isinstance(user, str) else None)
 
 
-def _number(value: object, default: float, *, origin: str, claim: str) -> float:
+def _seconds(value: object, *, origin: str, claim: str) -> int | None:
+    """A time claim: whole seconds since the epoch, or None when absent.
+
+    Only JSON integers: a float could be infinity (``1e400``) or NaN, and Python's int has no
+    upper bound, so callers compare before anything converts it to float.
+    """
     if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError(f"{origin}: claim {claim!r} is not a number")
-    return float(value)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TokenError(f"{origin}: claim {claim!r} is not a whole number of seconds")
+    if value < 0:
+        raise TokenError(f"{origin}: claim {claim!r} is before 1970")
+    return value
 
 
 class JwtKeySource:

@@ -158,6 +158,18 @@ async def test_token_for_another_user_is_refused() -> None:
         await manager(source).get()
 
 
+async def test_token_without_a_user_is_refused() -> None:
+    # A command or file token without sun could be anyone's: never sent as SlurmUser's.
+    source = ScriptedSource()
+    source.user = None
+    token = manager(source)
+    with pytest.raises(UpstreamUnavailable):
+        await token.get()
+    assert token.last_error == (
+        "scripted: the token has no 'sun' claim naming its user (slurm_user_token.user is 'slurm')"
+    )
+
+
 async def test_expired_token_from_the_source_is_refused() -> None:
     source = ScriptedSource(lifespan=1)  # within EXPIRY_MARGIN from the start
     token = manager(source)

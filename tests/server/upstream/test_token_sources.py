@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,15 @@ def signed(user: str = "slurm", lifespan: int = 600, **claims: int) -> str:
     return jwt.encode(payload, KEY, algorithm="HS256")
 
 
+def raw(payload: str) -> str:
+    """A JWT with exactly ``payload`` (JSON text) as its claims, and a signature nobody checks."""
+    header, claims = (
+        base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        for text in ('{"alg":"HS256","typ":"JWT"}', payload)
+    )
+    return f"{header}.{claims}.c2ln"
+
+
 def claims(token: str) -> dict[str, object]:
     decoded: dict[str, object] = jwt.decode(token, KEY, algorithms=["HS256"])
     return decoded
@@ -55,7 +65,7 @@ def python(code: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("text", ["SLURM_JWT={t}\n", "{t}", "\n  {t}  \n\n", "SLURM_JWT={t}"])
 def test_token_text_forms(text: str) -> None:
     value = signed()
-    token = token_from_text(text.format(t=value), origin="test", lifespan=600, now=0)
+    token = token_from_text(text.format(t=value), origin="test", lifespan=600, now=time.time())
     assert token.value == value
     assert token.user == "slurm"
     assert token.expires_at - token.issued_at == 600
@@ -81,13 +91,43 @@ def test_token_text_without_iat_counts_from_now() -> None:
         ("export SLURM_JWT=a.b.c", "not a JWT"),
         ("not-a-token", "not a JWT"),
         ("a.b.c", "not a readable JWT"),
-        (jwt.encode({"exp": "soon"}, KEY, algorithm="HS256"), "'exp' is not a number"),
-        (jwt.encode({"iat": True}, KEY, algorithm="HS256"), "'iat' is not a number"),
+        (jwt.encode({"exp": "soon"}, KEY, algorithm="HS256"), "'exp' is not a whole number"),
+        (jwt.encode({"iat": True}, KEY, algorithm="HS256"), "'iat' is not a whole number"),
     ],
 )
 def test_token_text_refused(text: str, problem: str) -> None:
     with pytest.raises(TokenError, match=problem):
         token_from_text(text, origin="test", lifespan=60, now=0)
+
+
+NOW = 1_800_000_000
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        # JSON's 1e400 reads as infinity: a token that would never be renewed.
+        ('{"sun":"slurm","iat":1800000000,"exp":1e400}', "'exp' is not a whole number"),
+        ('{"sun":"slurm","iat":1800000000,"exp":Infinity}', "'exp' is not a whole number"),
+        ('{"sun":"slurm","iat":1800000000,"exp":NaN}', "'exp' is not a whole number"),
+        ('{"sun":"slurm","iat":-1e400,"exp":1800000600}', "'iat' is not a whole number"),
+        ('{"sun":"slurm","iat":1800000000,"exp":1800000600.5}', "'exp' is not a whole number"),
+        ('{"sun":"slurm","iat":1800000000,"exp":' + "9" * 400 + "}", "more than ten years"),
+        ('{"sun":"slurm","iat":1800000000,"exp":2115360001}', "more than ten years"),
+        ('{"sun":"slurm","iat":-5,"exp":1800000600}', "'iat' is before 1970"),
+        ('{"sun":"slurm","iat":1800003601,"exp":1800009000}', "'iat' is more than 3600 s"),
+        ('{"sun":"slurm","iat":1800000000,"exp":1800000000}', "'exp' is not after 'iat'"),
+    ],
+)
+def test_token_times_must_be_sane_whole_seconds(payload: str, problem: str) -> None:
+    with pytest.raises(TokenError, match=problem):
+        token_from_text(raw(payload), origin="test", lifespan=60, now=NOW)
+
+
+def test_token_times_at_the_limits_are_accepted() -> None:
+    payload = '{"sun":"slurm","iat":1800003600,"exp":2115360000}'
+    token = token_from_text(raw(payload), origin="test", lifespan=60, now=NOW)
+    assert (token.issued_at, token.expires_at) == (1800003600, 2115360000)
 
 
 # --- jwt_key ---
@@ -245,6 +285,28 @@ async def test_file_changes_are_seen(tmp_path: Path) -> None:
     assert await source.changed()
     with pytest.raises(TokenError, match="cannot read"):
         await source.fetch()
+
+
+@pytest.mark.parametrize(
+    ("claims", "problem"),
+    [
+        ({}, "has no 'sun' claim"),
+        ({"sun": 0}, "has no 'sun' claim"),
+        ({"sun": "alice"}, "is for 'alice', not for slurm_user_token.user 'slurm'"),
+    ],
+)
+async def test_a_file_token_for_no_one_or_someone_else_is_refused(
+    tmp_path: Path, claims: dict[str, object], problem: str
+) -> None:
+    path = tmp_path / "token"
+    now = int(time.time())
+    path.write_text(jwt.encode({"iat": now, "exp": now + 600, **claims}, KEY, algorithm="HS256"))
+    path.chmod(0o600)
+    settings = SlurmUserTokenSettings(source="file", file=path)
+    token = SlurmUserToken.from_settings(settings)
+    with pytest.raises(TokenError, match=problem):
+        await token.renew()
+    assert token.expires_at is None
 
 
 async def test_file_readable_by_everyone_is_warned_about(
