@@ -58,7 +58,8 @@ class TokenEntry:
     accounts: tuple[re.Pattern[str], ...]
     networks: tuple[Network, ...]
     created: datetime
-    digest: str
+    #: sha256 of the secret: never shown, not even in a repr (docs/authentication.md)
+    digest: str = field(repr=False)
     expires: datetime | None = None
     revoked: datetime | None = None
     comment: str = ""

@@ -5,18 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Transport", "UpstreamRequest", "UpstreamResponse"]
+__all__ = ["SECRET_HEADERS", "Transport", "UpstreamRequest", "UpstreamResponse"]
+
+#: Headers whose values a repr never shows (lower case): X-SLURM-USER-TOKEN carries the SlurmUser
+#: token, with which anyone can act as any user.
+SECRET_HEADERS = frozenset({"x-slurm-user-token", "authorization", "proxy-authorization", "cookie"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class UpstreamRequest:
-    """A request as it goes to slurmrestd: headers already filtered and set by the gateway."""
+    """A request as it goes to slurmrestd: headers already filtered and set by the gateway.
+
+    Its repr (and so str, and any log or traceback showing it) hides the values of
+    :data:`SECRET_HEADERS` and shows only the body's length.
+    """
 
     method: str
     #: path and query exactly as sent on the request line, e.g. "/slurm/v0.0.45/jobs/?flags=DETAIL"
     target: str
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
+
+    def __repr__(self) -> str:
+        headers = tuple(
+            (name, "<redacted>" if name.lower() in SECRET_HEADERS else value)
+            for name, value in self.headers
+        )
+        return (
+            f"UpstreamRequest(method={self.method!r}, target={self.target!r}, "
+            f"headers={headers!r}, body=<{len(self.body)} bytes>)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,9 @@ def test_render_reads_back_the_same_entries() -> None:
     assert again == (*entries, tricky)
     assert render_tokens(again) == text
     assert text.endswith("\n")
+
+
+def test_an_entrys_repr_does_not_show_its_digest() -> None:
+    _, entry = make_entry("ci-alice")
+    assert entry.digest.removeprefix("sha256:") not in repr(entry)
+    assert repr(entry).startswith("TokenEntry(name='ci-alice', user='alice'")
