@@ -1,25 +1,61 @@
-"""Authorization: the token's scopes must include the operation's, and account limits fail closed.
+"""Authorization: the operation's scope, then for account-limited tokens every account it touches.
 
 Every operation's required scope comes from the generated routing table. A token whose account
-patterns restrict it may not yet use a mutating operation that names Slurm accounts: finding
-every account such a request touches (bodies of every version, job lookups, default accounts)
-is the next step, and until it exists the only safe answer is no. Reads are not restricted by
-account.
+patterns restrict it may use a mutating operation with account locations only when every Slurm
+account the request would act on fully matches one of its patterns:
+
+- the accounts the request names (``policies/accounts.py``: the body parsed once and strictly, the
+  path parameters, the query pairs read from the raw query string as slurmrestd reads them);
+- the caller's default account, when a job leaves its account out (asked upstream as the caller);
+- the current accounts of the jobs and users it acts on (asked upstream as the caller, live, once
+  per entity and request; every record a job id returns: HetJob components, array tasks);
+- never "every account": a request whose account filter is left out is refused.
+
+Anything that cannot be determined is refused (403), a body that cannot be read alike by the
+gateway and slurmrestd is 400. The bytes checked are the bytes forwarded: ``request.read()``
+caches them and ``forward`` sends that cache. Reads, and tokens without account patterns, are
+checked by scope only, so they keep slurmrestd's exact behaviour.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from slurmgate.server.errors import Forbidden
-from slurmgate.server.keys import IDENTITY, ROUTE
+from slurmgate.policies.accounts import (
+    ACCOUNT_NAME,
+    AccountsUnknown,
+    BodyRefused,
+    Lookup,
+    parse_body,
+    touched,
+)
+from slurmgate.policies.routing import Namespace, Route
+from slurmgate.server.errors import BadRequest, ClientError, Forbidden
+from slurmgate.server.identity.base import Identity
+from slurmgate.server.identity.refusal import RefusalLog
+from slurmgate.server.keys import IDENTITY, ROUTE, SLURM_USER_TOKEN, TRANSPORT
+from slurmgate.server.upstream.transport import UpstreamRequest
 
-__all__ = ["authorize"]
+__all__ = ["MAX_LOOKUPS", "authorize", "query_pairs"]
+
+log = logging.getLogger("slurmgate.authz")
+
+#: Lookups one request may cause; a bulk request naming more jobs is refused, not fanned out.
+MAX_LOOKUPS = 64
+#: What slurmrestd's URL query parser takes unencoded: RFC 3986 unreserved characters, "%" escapes,
+#: "+" (a space), and the separators "&", ";" and "=". It refuses the whole query for anything else.
+_QUERY_CHARACTERS = re.compile(r"[A-Za-z0-9~._%+&;=-]*")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 def authorize() -> Middleware:
     """Refuse (403) what the caller's identity does not allow; pass the rest on."""
+    refusals = RefusalLog(log)
 
     @web.middleware
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -28,18 +64,242 @@ def authorize() -> Middleware:
             # The gateway's own public endpoints, and requests that matched nothing (404/405).
             return await handler(request)
         identity = request[IDENTITY]
-        if route.scope not in identity.scopes:
-            raise Forbidden(
-                f"{identity.name} lacks the scope {route.scope} that {route.method} "
-                f"{route.path} needs",
-                source=f"scope:{route.scope}",
+        try:
+            if route.scope not in identity.scopes:
+                raise Forbidden(
+                    f"{identity.name} lacks the scope {route.scope} that {route.method} "
+                    f"{route.path} needs",
+                    source=f"scope:{route.scope}",
+                )
+            if identity.accounts and route.mutating and route.accounts:
+                await _check_accounts(request, route, identity)
+        except ClientError as error:
+            refusals.log(
+                logging.WARNING,
+                f"{error.status} {error.source.partition(':')[0]}",
+                "refused %s %s for %s (user %s): %d %s",
+                route.method,
+                route.path,
+                identity.name,
+                identity.user,
+                error.status,
+                error.description,
             )
-        if identity.accounts and route.mutating and route.accounts:
-            raise Forbidden(
-                f"{identity.name} is limited to some Slurm accounts, and slurmgate cannot yet "
-                f"check which accounts {route.method} {route.path} would touch",
-                source="accounts",
-            )
+            raise
         return await handler(request)
 
     return impl
+
+
+async def _check_accounts(request: web.Request, route: Route, identity: Identity) -> None:
+    """Raise unless every account the request touches matches one of the identity's patterns."""
+    raw = await request.read()  # cached by aiohttp: forward() sends these same bytes
+    operation = f"{route.method} {route.path}"
+    try:
+        body = parse_body(raw, request.headers.get("Content-Type"), route=route)
+        query = query_pairs(request.rel_url.raw_query_string)
+        touches = touched(route, body, request.match_info, query)
+    except BodyRefused as error:
+        raise BadRequest(
+            f"{operation}: {error.where}: {error.why}; slurmgate forwards only bodies it reads "
+            "exactly as slurmrestd does",
+            source=error.where,
+        ) from None
+    except AccountsUnknown as error:
+        raise Forbidden(
+            f"{identity.name} is limited to some Slurm accounts, and slurmgate cannot tell which "
+            f"accounts {operation} would touch: {error.where}: {error.why}",
+            source=error.where,
+        ) from None
+    if touches.all_accounts:
+        raise Forbidden(
+            f"{identity.name} is limited to some Slurm accounts, and {operation} without an "
+            "account filter acts on every account; name the account(s)",
+            source="accounts",
+        )
+    for account in sorted(touches.accounts):
+        _allow(identity, account, f"{operation} names account {account}")
+    if len(touches.lookups) > MAX_LOOKUPS:
+        raise Forbidden(
+            f"{operation} names {len(touches.lookups)} existing jobs or users; an account-limited "
+            f"token may name at most {MAX_LOOKUPS} per request",
+            source="accounts",
+        )
+    upstream = _Upstream(request, route, identity)
+    if touches.default_account:
+        account = await upstream.default_account(identity.user)
+        _allow(identity, account, f"{operation} uses {identity.user}'s default account {account}")
+    for lookup in touches.lookups:
+        for account in await upstream.accounts_of(lookup):
+            _allow(identity, account, f"{lookup.entity} {lookup.key} is in account {account}")
+
+
+def _allow(identity: Identity, account: str, why: str) -> None:
+    if not any(pattern.fullmatch(account) for pattern in identity.accounts):
+        raise Forbidden(
+            f"{identity.name} may not act on Slurm account {account}: {why}",
+            source=f"account:{account}",
+        )
+
+
+# --- the query, as slurmrestd reads it ---------------------------------------------------------
+
+
+def query_pairs(raw: str) -> list[tuple[str, str]]:
+    """Decode a raw query string into (name, value) pairs, in order, repeats kept.
+
+    Splits on ``&`` only (``;``, which slurmrestd also splits on, stays in and is refused by
+    ``touched()``); a pair without ``=`` is a flag with an empty value. Raises ``BadRequest`` for
+    what slurmrestd refuses or could read differently: a character it does not take unencoded,
+    an invalid or NUL or 0xFF escape, more than one ``=``, an empty name, escapes that are not
+    UTF-8.
+    """
+    if _QUERY_CHARACTERS.fullmatch(raw) is None:
+        bad = next(c for c in raw if _QUERY_CHARACTERS.fullmatch(c) is None)
+        raise BadRequest(
+            f"the query has the character {bad!r}, which slurmrestd refuses unencoded",
+            source="query",
+        )
+    pairs = []
+    for pair in raw.split("&"):
+        if not pair:
+            continue  # "a=1&&b=2": slurmrestd skips empty pairs
+        name, equals, value = pair.partition("=")
+        if "=" in value:
+            raise BadRequest(f"query pair {pair!r} has more than one '='", source="query")
+        if not name:
+            raise BadRequest(f"query pair {pair!r} has no name", source="query")
+        pairs.append((_decode(name), _decode(value) if equals else ""))
+    return pairs
+
+
+def _decode(text: str) -> str:
+    def byte(match: re.Match[str]) -> str:
+        value = int(match.group(1), 16)
+        if value in (0x00, 0xFF):  # slurmrestd refuses both escapes
+            raise BadRequest(f"the query has the escape {match.group(0)}", source="query")
+        return chr(value)  # one byte, as latin-1, re-read below as UTF-8
+
+    spaced = text.replace("+", " ")  # RFC 1866, as slurmrestd reads it
+    if "%" in _ESCAPE.sub("", spaced):
+        raise BadRequest(f"the query has an invalid escape in {text!r}", source="query")
+    decoded = _ESCAPE.sub(byte, spaced)
+    try:
+        return decoded.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"the query's escapes in {text!r} are not UTF-8", source="query") from None
+
+
+# --- lookups upstream, as the caller ------------------------------------------------------------
+
+
+class _Upstream:
+    """Asks slurmrestd, as the caller and in the route's API version, what accounts things are in.
+
+    Nothing is remembered beyond one incoming request; within it each entity is asked once.
+    """
+
+    def __init__(self, request: web.Request, route: Route, identity: Identity) -> None:
+        self._app = request.app
+        self._namespace = route.namespace
+        self._version = route.path.split("/")[2]
+        self._user = identity.user
+        # user name -> its record (or None: not determinable), for this request only
+        self._users: dict[str, dict[str, object] | None] = {}
+
+    async def default_account(self, user: str) -> str:
+        """``user``'s default account, or Forbidden when it cannot be determined."""
+        record = await self._user_record(user)
+        default = record.get("default") if record is not None else None
+        account = default.get("account") if isinstance(default, dict) else None
+        name = _account_name(account)
+        if name is None:
+            raise Forbidden(
+                f"slurmgate cannot determine the default account of {user}, which the request "
+                "relies on (a job without account)",
+                source="default_account",
+            )
+        return name
+
+    async def accounts_of(self, lookup: Lookup) -> list[str]:
+        """Every account ``lookup`` is in now, or Forbidden when that cannot be determined."""
+        if lookup.entity == "job":
+            return await self._job_accounts(lookup.key)
+        if lookup.entity == "user":
+            return await self._user_accounts(lookup.key)
+        raise Forbidden(
+            f"slurmgate cannot look up the accounts of a {lookup.entity}",
+            source=f"{lookup.entity}:{lookup.key}",
+        )
+
+    async def _job_accounts(self, key: str) -> list[str]:
+        # A slurmdb route acts on accounting records, which outlive the job in slurmctld.
+        namespace = "slurmdb" if self._namespace is Namespace.SLURMDB else "slurm"
+        data = await self._get(f"/{namespace}/{self._version}/job/{key}")
+        jobs = data.get("jobs") if data is not None else None
+        accounts = _accounts_in(jobs, "account")
+        if not accounts:
+            raise Forbidden(
+                f"slurmgate cannot determine the account of job {key} (unknown, or not visible "
+                f"to {self._user})",
+                source=f"job:{key}",
+            )
+        return accounts
+
+    async def _user_accounts(self, name: str) -> list[str]:
+        record = await self._user_record(name)
+        associations = record.get("associations") if record is not None else None
+        accounts = _accounts_in(associations, "account")
+        # A user without associations is in no account; one that cannot be read is refused.
+        if not isinstance(associations, list) or len(accounts) != len(associations):
+            raise Forbidden(
+                f"slurmgate cannot determine the accounts of user {name} (unknown, or not "
+                f"visible to {self._user})",
+                source=f"user:{name}",
+            )
+        return accounts
+
+    async def _user_record(self, name: str) -> dict[str, object] | None:
+        if name not in self._users:
+            data = await self._get(f"/slurmdb/{self._version}/user/{name}?with_assocs")
+            users = data.get("users") if data is not None else None
+            only = users[0] if isinstance(users, list) and len(users) == 1 else None
+            self._users[name] = (
+                only if isinstance(only, dict) and only.get("name") == name else None
+            )
+        return self._users[name]
+
+    async def _get(self, target: str) -> dict[str, object] | None:
+        """slurmrestd's answer to GET ``target`` as the caller, or None when it is not a success."""
+        token = await self._app[SLURM_USER_TOKEN].get()
+        headers = (
+            ("Accept", "application/json"),
+            ("X-SLURM-USER-NAME", self._user),
+            ("X-SLURM-USER-TOKEN", token),
+        )
+        answer = await self._app[TRANSPORT].send(UpstreamRequest("GET", target, headers))
+        if answer.status != 200:
+            log.info("lookup GET %s as %s answered %d", target, self._user, answer.status)
+            return None
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("errors"):
+            return None
+        return data
+
+
+def _account_name(value: object) -> str | None:
+    """An account name from an upstream answer, lowercased; None when it is not one."""
+    if isinstance(value, str) and ACCOUNT_NAME.fullmatch(value):
+        return value.lower()
+    return None
+
+
+def _accounts_in(items: object, key: str) -> list[str]:
+    """``item[key]`` of every item; empty when there are none or any one is not an account name."""
+    if not isinstance(items, list):
+        return []
+    names = [_account_name(item.get(key)) if isinstance(item, dict) else None for item in items]
+    return [] if None in names else [name for name in names if name is not None]
