@@ -51,6 +51,7 @@ MAX_LOOKUPS = 64
 #: "+" (a space), and the separators "&", ";" and "=". It refuses the whole query for anything else.
 _QUERY_CHARACTERS = re.compile(r"[A-Za-z0-9~._%+&;=-]*")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_SOURCE_KIND = re.compile(r"[:.\[]")
 
 
 def authorize() -> Middleware:
@@ -76,7 +77,8 @@ def authorize() -> Middleware:
         except ClientError as error:
             refusals.log(
                 logging.WARNING,
-                f"{error.status} {error.source.partition(':')[0]}",
+                # A fixed set of keys (account, body, query, job...), whatever the client sends.
+                f"{error.status} {_SOURCE_KIND.split(error.source, 1)[0]}",
                 "refused %s %s for %s (user %s): %d %s",
                 route.method,
                 route.path,
