@@ -1,8 +1,8 @@
 """``make demo``: the gateway in front of the lab's Slurm 26.05, with a demo token, in foreground.
 
 Writes ``build/demo/slurmgate.toml`` and ``build/demo/tokens.toml``, creates a token for alice
-with ``slurmgate token create``, prints working ``curl`` lines, then runs
-``slurmgate serve`` until interrupted. The lab must be up (``make demo`` brings it up first).
+limited to the account physics with ``slurmgate token create``, prints working ``curl`` lines,
+then runs ``slurmgate serve`` until interrupted. The lab must be up (``make demo`` does that).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ tokens_file = "{tokens}"
 """
     )
     create = [slurmgate, "token", "create", "--tokens-file", str(tokens), "--name", "demo-alice"]
-    create += ["--user", "alice", "--expires", "1d"]
+    create += ["--user", "alice", "--account", "physics", "--expires", "1d"]
     for scope in SCOPES:
         create += ["--scope", scope]
     secret = subprocess.run(create, capture_output=True, text=True, check=True).stdout.strip()
@@ -72,7 +72,7 @@ tokens_file = "{tokens}"
     print(
         f"""
 slurmgate demo: {base} in front of Slurm {suite.slurm_release} ({suite.url}), as alice.
-A token for alice (scopes {", ".join(SCOPES)}) is in TOKEN:
+A token for alice (scopes {", ".join(SCOPES)}; Slurm account physics only) is in TOKEN:
 
   export TOKEN='{secret}'
   curl -s {base}/meta/versions
@@ -81,6 +81,7 @@ A token for alice (scopes {", ".join(SCOPES)}) is in TOKEN:
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{JOB}' {base}/slurm/{version}/job/submit
   curl -s {base}/slurm/{version}/ping/          # no token: 401
+  # the same job with "account": "chem": 403, the token is limited to physics
 
 Configuration: {config}
 Stop with Ctrl-C.

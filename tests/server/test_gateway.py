@@ -284,7 +284,7 @@ async def test_a_scope_the_token_lacks_is_403_naming_it(
     assert len(fake.seen) == seen
 
 
-async def test_account_limited_tokens_may_read_but_not_yet_write_where_accounts_are_named(
+async def test_account_limited_tokens_write_only_to_their_accounts(
     gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer], tmp_path: Path
 ) -> None:
     fake, _ = upstream
@@ -296,12 +296,16 @@ async def test_account_limited_tokens_may_read_but_not_yet_write_where_accounts_
     )
     await until_accepted(gateway, limited)
     headers = {**auth(limited), "Content-Type": "application/json"}
+    submit = "/slurm/v0.0.45/job/submit"
     seen = len(fake.seen)
-    body = b'{"job": {"account": "chem", "script": "#!/bin/sh"}}'
-    for method, path in (("POST", "/slurm/v0.0.45/job/submit"), ("DELETE", "/slurm/v0.0.45/job/1")):
-        error = await envelope(await gateway.request(method, path, headers=headers, data=body), 403)
-        assert error["source"] == "accounts"
+    physics = b'{"job": {"account": "physics", "script": "#!/bin/sh"}}'
+    error = await envelope(await gateway.post(submit, headers=headers, data=physics), 403)
+    assert error["source"] == "account:physics"
     assert len(fake.seen) == seen
+    chem = b'{"job": {"account": "chem", "script": "#!/bin/sh"}}'
+    response = await gateway.post(submit, headers=headers, data=chem)
+    assert response.status == 200
+    assert fake.bodies[-1] == chem
     # A write that names no account is only a matter of scope.
     response = await gateway.post("/slurm/v0.0.45/node/n1", headers=headers, data=b"{}")
     assert response.status == 200

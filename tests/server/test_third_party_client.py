@@ -292,9 +292,9 @@ async def test_generated_client_works_unchanged_through_the_gateway(
         return done.stdout.strip()
 
     tokens_file = tmp_path / "tokens.toml"
-    # No account patterns: until the gateway can find every account a write touches, a token
-    # limited to accounts may not submit (server/pipeline/authorize.py).
-    gateway_token = create_token(tokens_file, "alice", scopes=("slurm:read", "slurm:jobs:manage"))
+    gateway_token = create_token(
+        tokens_file, "alice", scopes=("slurm:read", "slurm:jobs:manage"), accounts=("physics",)
+    )
     server = TestServer(build_app(gateway_settings(suite, "http", tokens_file)), host="127.0.0.1")
     try:
         direct = await use_slurm(
