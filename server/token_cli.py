@@ -1,4 +1,4 @@
-"""``slurmgate token create | list | revoke``: manage the tokens file the gateway reads.
+"""``slurmgate token create | list | show | revoke``: manage the tokens file the gateway reads.
 
 ``create`` prints the new secret once, on stdout and nothing else there; the file keeps only its
 digest. Every change happens under an exclusive lock on ``<tokens file>.lock`` and replaces the
@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from slurmgate.generated import ROUTES
 from slurmgate.policies.rules import load_scope_rules
 from slurmgate.server.config import load_settings
 from slurmgate.server.errors import ConfigError
@@ -36,6 +37,7 @@ from slurmgate.server.identity.tokenfile import (
     parse_tokens,
     render_tokens,
 )
+from slurmgate.server.token_show import permissions, show_json, show_text
 
 __all__ = ["parse_expires", "register"]
 
@@ -115,6 +117,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _file_options(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(command=_reporting("list", _list))
+
+    show = actions.add_parser(
+        "show",
+        help="show a token and the operations it may call",
+        description="Show a token's entry (never its digest) and, per API version, the "
+        "operations its scopes allow and refuse, grouped by scope.",
+    )
+    _file_options(show)
+    show.add_argument("token_name", metavar="NAME", help="the token's name")
+    show.add_argument(
+        "--version",
+        dest="api_version",
+        metavar="v0.0.XX",
+        help="only this API version (default: every generated version)",
+    )
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(command=_reporting("show", _show))
 
     revoke = actions.add_parser(
         "revoke",
@@ -274,6 +293,27 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    return 0
+
+
+def _show(args: argparse.Namespace, out: TextIO) -> int:
+    if args.api_version is not None and args.api_version not in ROUTES:
+        known = ", ".join(ROUTES)
+        raise _Failed([f"unknown API version {args.api_version!r}; supported: {known}"], status=2)
+    path = _tokens_path(args)
+    entry = next((e for e in _read_for_edit(path) if e.name == args.token_name), None)
+    if entry is None:
+        raise _Failed(
+            [f"{path}: no token named {args.token_name!r} (`slurmgate token list` shows them)"],
+            status=2,
+        )
+    versions = [args.api_version] if args.api_version else list(ROUTES)
+    tables = [permissions(entry.scopes, version, ROUTES[version]) for version in versions]
+    now = datetime.now(UTC)
+    if args.json:
+        out.write(json.dumps(show_json(entry, tables, now=now)) + "\n")
+    else:
+        out.write(show_text(entry, tables, now=now))
     return 0
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import jwt
 import pytest
 
+from slurmgate.generated import ROUTES
 from slurmgate.server import token_cli
 from slurmgate.server.identity.secret import NO_EXPIRY
-from slurmgate.server.identity.tokenfile import parse_tokens
+from slurmgate.server.identity.tokenfile import TokenEntry, parse_tokens
 from slurmgate.server.identity.tokens import TokenStore
 from tests.server.identity.factory import make_entry, write_tokens
 
@@ -314,3 +315,123 @@ def test_dataclass_replace_keeps_identity_in_step() -> None:
     _, entry = make_entry("x", "alice")
     moved = dataclasses.replace(entry, user="bob")
     assert moved.identity.user == "bob"
+
+
+# --- show ---------------------------------------------------------------------------------------
+
+
+def shown_token(path: Path) -> TokenEntry:
+    """physics-ci: two scopes, an account pattern, a network; written next to another token."""
+    _, entry = make_entry(
+        "physics-ci",
+        scopes=("slurm:read", "slurm:jobs:manage"),
+        accounts=("^physics$",),
+        networks=("10.1.0.0/16",),
+        expires=datetime(2099, 1, 1, tzinfo=UTC),
+    )
+    _, other = make_entry("other", "bob", scopes=("slurmdb:read",))
+    write_tokens(path, other, entry)
+    return entry
+
+
+def section(lines: list[str], title: str, version: str = "v0.0.45") -> list[str]:
+    """The lines of the ``allowed:`` or ``refused:`` part of one version's listing."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{version}: "))
+    first = lines.index(f"  {title}:", start) + 1
+    end = next((i for i in range(first, len(lines)) if not lines[i].startswith("    ")), len(lines))
+    return lines[first:end]
+
+
+def test_show_prints_the_entry_and_what_each_scope_allows(path: Path) -> None:
+    entry = shown_token(path)
+    status, out = run("token", "show", "physics-ci", "--tokens-file", str(path))
+    assert status == 0
+    assert entry.digest.removeprefix("sha256:") not in out
+    lines = out.splitlines()
+    assert lines[:9] == [
+        "token:    physics-ci",
+        "user:     alice",
+        "status:   active",
+        "created:  2026-06-01T12:00:00Z",
+        "expires:  2099-01-01T00:00:00Z",
+        "revoked:  -",
+        "networks: 10.1.0.0/16",
+        "accounts: ^physics$ (full match)",
+        "scopes:   slurm:read, slurm:jobs:manage",
+    ]
+    # Every generated version, each with every one of its operations exactly once.
+    for version, routes in ROUTES.items():
+        count = sum(1 for r in routes if r.scope in entry.scopes)
+        assert f"{version}: {count} operations allowed, {len(routes) - count} refused" in lines
+    allowed = section(lines, "allowed")
+    # Grouped by scope, sorted; under each, method and path; account notes on account writes.
+    assert [line.strip() for line in allowed if not line.startswith("      ")] == [
+        "slurm:jobs:manage",
+        "slurm:read",
+    ]
+    rows = [line.split() for line in allowed if line.startswith("      ")]
+    assert ["POST", "/slurm/v0.0.45/job/submit", "(account", "patterns", "apply)"] in rows
+    assert ["GET", "/slurm/v0.0.45/job/{job_id}/requeue", "(account", "patterns", "apply)"] in rows
+    assert ["GET", "/slurm/v0.0.45/jobs/"] in rows  # a read: no note
+    assert len(rows) == sum(1 for r in ROUTES["v0.0.45"] if r.scope in entry.scopes)
+    refused = section(lines, "refused")
+    assert "    slurm:reconfigure" in refused
+    assert "      GET    /slurm/v0.0.45/reconfigure/" in refused
+    assert "    slurm:read" not in refused
+    assert not any("account patterns" in line for line in refused)
+
+
+def test_show_one_version_as_json(path: Path) -> None:
+    entry = shown_token(path)
+    status, out = run(
+        "token", "show", "physics-ci", "--version", "v0.0.44", "--json", "--tokens-file", str(path)
+    )
+    assert status == 0
+    assert out.count("\n") == 1
+    shown = json.loads(out)
+    assert "digest" not in shown
+    assert entry.digest not in out
+    assert (shown["name"], shown["user"], shown["status"]) == ("physics-ci", "alice", "active")
+    assert shown["scopes"] == ["slurm:read", "slurm:jobs:manage"]
+    assert (shown["accounts"], shown["networks"]) == (["^physics$"], ["10.1.0.0/16"])
+    assert list(shown["versions"]) == ["v0.0.44"]
+    table = shown["versions"]["v0.0.44"]
+    operations = {(op["method"], op["path"]): op for op in table["allowed"]}
+    submit = operations["POST", "/slurm/v0.0.44/job/submit"]
+    assert submit["scope"] == "slurm:jobs:manage"
+    assert submit["operation"] == "slurm_v0044_post_job_submit"
+    assert submit["notes"] == ["account patterns apply"]
+    assert operations["GET", "/slurm/v0.0.44/nodes/"]["notes"] == []
+    assert {op["scope"] for op in table["allowed"]} == {"slurm:read", "slurm:jobs:manage"}
+    assert "slurm:read" not in {op["scope"] for op in table["refused"]}
+    every = {(r.method, r.path) for r in ROUTES["v0.0.44"]}
+    listed = [(op["method"], op["path"]) for op in table["allowed"] + table["refused"]]
+    assert sorted(listed) == sorted(every)
+
+
+def test_show_says_when_the_gateway_refuses_the_token_anyway(path: Path) -> None:
+    _, gone = make_entry("gone", revoked=datetime.now(UTC) - timedelta(hours=1))
+    _, free = make_entry("free", scopes=("slurm:jobs:manage",))
+    write_tokens(path, gone, free)
+    _, out = run("token", "show", "gone", "--version", "v0.0.45", "--tokens-file", str(path))
+    assert "status:   revoked: the gateway refuses it;" in out
+    _, out = run("token", "show", "free", "--version", "v0.0.45", "--tokens-file", str(path))
+    assert "accounts: * (no restriction by account)" in out
+    assert "account patterns apply" not in out  # no patterns: nothing more is checked
+
+
+def test_show_an_unknown_name_or_version_is_exit_2(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shown_token(path)
+    assert run("token", "show", "nobody", "--tokens-file", str(path)) == (2, "")
+    err = capsys.readouterr().err
+    assert f"slurmgate token show: {path}: no token named 'nobody'" in err
+    assert run(
+        "token", "show", "physics-ci", "--version", "v0.0.39", "--tokens-file", str(path)
+    ) == (
+        2,
+        "",
+    )
+    assert "unknown API version 'v0.0.39'; supported: v0.0.40" in capsys.readouterr().err
+    assert run("token", "show", "x", "--tokens-file", str(path.with_name("none.toml")))[0] == 2
