@@ -5,7 +5,7 @@ Request pipeline (outermost first)::
     error_middleware     every error -> slurmrestd's envelope (server/errors.py)
     route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
     authenticate         credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py)
-    authorize            the scope (and for now no account-limited writes), or 403 (authorize.py)
+    authorize            scope, group and network requirements, accounts, or 403 (authorize.py)
     forward              act for the caller upstream, pass the answer through (pipeline/upstream.py)
 
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
@@ -15,8 +15,11 @@ the discovery of the API versions the upstream serves.
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
+from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
 from slurmgate.server.endpoints import meta
 from slurmgate.server.errors import error_middleware
@@ -38,12 +41,21 @@ def _served(request: web.Request) -> tuple[str, ...]:
 
 def build_app(settings: Settings) -> web.Application:
     """The gateway's aiohttp application for ``settings``."""
+    authorization = settings.authorization
+    groups = GroupCache(
+        partial(
+            user_groups,
+            passwd_file=authorization.passwd_file,
+            group_file=authorization.group_file,
+        ),
+        ttl=authorization.group_cache_seconds,
+    )
     app = web.Application(
         middlewares=[
             error_middleware(supported=_served),
             route_middleware(),
             authenticate(),
-            authorize(),
+            authorize(requirements=authorization.requirements(), groups=groups.groups),
         ],
         client_max_size=settings.limits.max_body_bytes,
     )

@@ -7,7 +7,10 @@ pydantic does the checking (it is already a dependency, and its error locations 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,14 +27,18 @@ from pydantic import (
 )
 from yarl import URL
 
-from slurmgate.generated import VERSIONS
+from slurmgate.generated import ROUTES, VERSIONS
+from slurmgate.policies.requirements import Requirement
+from slurmgate.policies.rules import load_scope_rules
 from slurmgate.server.errors import ConfigError
 
 __all__ = [
     "AuthSettings",
+    "AuthorizationSettings",
     "LimitsSettings",
     "ListenSettings",
     "MungeSettings",
+    "RequirementSettings",
     "Settings",
     "SlurmUserTokenSettings",
     "UpstreamSettings",
@@ -193,6 +200,101 @@ class AuthSettings(_Section):
     munge: MungeSettings = MungeSettings()
 
 
+#: Unix group names as rules may list them (POSIX portable names; no ':' or ',' of group(5)).
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}")
+
+
+@cache
+def _declared_scopes() -> frozenset[str]:
+    return frozenset(load_scope_rules().scopes)
+
+
+@cache
+def _operation_ids() -> frozenset[str]:
+    return frozenset(route.operation_id for routes in ROUTES.values() for route in routes)
+
+
+class RequirementSettings(_Section):
+    """One ``[[authorization.require]]`` rule: operations it picks, groups and networks needed."""
+
+    #: operations needing one of these scopes are picked
+    scopes: Texts = ()
+    #: operations with one of these ids (``slurmgate routes``) are picked
+    operations: Texts = ()
+    #: the caller's user must be in one of these Unix groups (primary or supplementary)
+    groups: Texts = ()
+    #: the request's source address must be in one of these CIDR networks
+    networks: Texts = ()
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [scope for scope in value if scope not in _declared_scopes()]
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; scopes are declared in scopes.toml")
+        return value
+
+    @field_validator("operations")
+    @classmethod
+    def _known_operations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in _operation_ids()]
+        if unknown:
+            raise ValueError(f"unknown operation id(s) {unknown}; see `slurmgate routes`")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in value if _GROUP_NAME.fullmatch(name) is None]
+        if bad:
+            raise ValueError(f"not group name(s) {bad}; expected {_GROUP_NAME.pattern}")
+        return value
+
+    @field_validator("networks")
+    @classmethod
+    def _cidr(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=True)
+            except ValueError as error:
+                raise ValueError(f"{text!r} is not a CIDR network: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _picks_and_requires(self) -> RequirementSettings:
+        if not self.scopes and not self.operations:
+            raise ValueError("a rule needs 'scopes' or 'operations' to pick operations")
+        if not self.groups and not self.networks:
+            raise ValueError("a rule needs 'groups' or 'networks' to require something")
+        return self
+
+
+class AuthorizationSettings(_Section):
+    """What operations require beyond a token's scopes: Unix groups and source networks."""
+
+    #: rules; every rule that picks an operation must be satisfied
+    require: tuple[RequirementSettings, ...] = Field((), strict=False)
+    #: seconds a user's groups are remembered (0: resolved on every request that needs them)
+    group_cache_seconds: float = Field(60.0, ge=0, le=86400)
+    #: passwd(5)-format file for users' primary groups; None = the system's user database
+    passwd_file: ConfigPath | None = None
+    #: group(5)-format file for group members; None = the system's user database
+    group_file: ConfigPath | None = None
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        """The rules, ready for matching (``policies/requirements.py``)."""
+        return tuple(
+            Requirement(
+                scopes=frozenset(rule.scopes),
+                operations=frozenset(rule.operations),
+                groups=rule.groups,
+                networks=tuple(ipaddress.ip_network(text) for text in rule.networks),
+                origin=f"authorization.require.{index}",
+            )
+            for index, rule in enumerate(self.require)
+        )
+
+
 class LimitsSettings(_Section):
     """Limits on what clients may send."""
 
@@ -207,6 +309,7 @@ class Settings(_Section):
     upstream: UpstreamSettings
     slurm_user_token: SlurmUserTokenSettings
     auth: AuthSettings
+    authorization: AuthorizationSettings = AuthorizationSettings()
     limits: LimitsSettings = LimitsSettings()
     #: API versions to serve (default: every generated version the upstream serves)
     versions: Texts = ()

@@ -11,6 +11,11 @@ account the request would act on fully matches one of its patterns:
   per entity and request; every record a job id returns: HetJob components, array tasks);
 - never "every account": a request whose account filter is left out is refused.
 
+Between the two, the group and network requirements of the configuration
+(``[[authorization.require]]``, matched by ``policies/requirements.py``): the request's source
+address must be in one of each picking rule's networks and the caller's user in one of its Unix
+groups; groups that cannot be resolved mean no.
+
 Anything that cannot be determined is refused (403), a body that cannot be read alike by the
 gateway and slurmrestd is 400. The bytes checked are the bytes forwarded: ``request.read()``
 caches them and ``forward`` sends that cache. Reads, and tokens without account patterns, are
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -33,6 +39,13 @@ from slurmgate.policies.accounts import (
     Lookup,
     parse_body,
     touched,
+)
+from slurmgate.policies.requirements import (
+    Requirement,
+    applicable,
+    missing_group,
+    outside_networks,
+    source_address,
 )
 from slurmgate.policies.routing import Namespace, Route
 from slurmgate.server.errors import BadRequest, ClientError, Forbidden
@@ -53,9 +66,22 @@ _QUERY_CHARACTERS = re.compile(r"[A-Za-z0-9~._%+&;=-]*")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _SOURCE_KIND = re.compile(r"[:.\[]")
 
+#: A user name -> its Unix group names (raises when they cannot be resolved).
+Groups = Callable[[str], Awaitable[frozenset[str]]]
 
-def authorize() -> Middleware:
-    """Refuse (403) what the caller's identity does not allow; pass the rest on."""
+
+async def _no_groups(user: str) -> frozenset[str]:
+    raise LookupError(f"no way to resolve the groups of {user!r} is configured")
+
+
+def authorize(
+    *, requirements: Sequence[Requirement] = (), groups: Groups = _no_groups
+) -> Middleware:
+    """Refuse (403) what the caller's identity does not allow; pass the rest on.
+
+    ``requirements`` are the configuration's group and network rules; ``groups`` resolves a
+    user's groups for them (``GroupCache.groups``).
+    """
     refusals = RefusalLog(log)
 
     @web.middleware
@@ -72,6 +98,9 @@ def authorize() -> Middleware:
                     f"{route.path} needs",
                     source=f"scope:{route.scope}",
                 )
+            rules = applicable(requirements, route)
+            if rules:
+                await _check_requirements(request, route, identity, rules, groups)
             if identity.accounts and route.mutating and route.accounts:
                 await _check_accounts(request, route, identity)
         except ClientError as error:
@@ -91,6 +120,44 @@ def authorize() -> Middleware:
         return await handler(request)
 
     return impl
+
+
+async def _check_requirements(
+    request: web.Request,
+    route: Route,
+    identity: Identity,
+    rules: Sequence[Requirement],
+    groups: Groups,
+) -> None:
+    """Raise unless the request comes from each rule's networks and the user is in its groups."""
+    operation = f"{route.method} {route.path}"
+    rule = outside_networks(rules, source_address(request.remote))
+    if rule is not None:
+        networks = ", ".join(str(network) for network in rule.networks)
+        raise Forbidden(
+            f"{operation} may be used only from {networks} ({rule.origin}); this request comes "
+            f"from {request.remote or 'an unknown address'}",
+            source="network",
+        )
+    if not any(rule.groups for rule in rules):
+        return
+    try:
+        member_of = await groups(identity.user)
+    except (LookupError, OSError, ValueError) as error:
+        log.error("cannot resolve the Unix groups of %s: %s", identity.user, error)
+        raise Forbidden(
+            f"slurmgate cannot determine the Unix groups of {identity.user}, which {operation} "
+            "requires",
+            source="group",
+        ) from None
+    rule = missing_group(rules, member_of)
+    if rule is not None:
+        wanted = " or ".join(rule.groups)
+        raise Forbidden(
+            f"{identity.user} must be in the Unix group {wanted} to use {operation} "
+            f"({rule.origin})",
+            source=f"group:{','.join(rule.groups)}",
+        )
 
 
 async def _check_accounts(request: web.Request, route: Route, identity: Identity) -> None:
