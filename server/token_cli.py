@@ -37,7 +37,12 @@ from slurmgate.server.identity.tokenfile import (
     parse_tokens,
     render_tokens,
 )
-from slurmgate.server.token_show import permissions, show_json, show_text
+from slurmgate.server.token_show import (
+    permissions,
+    requirement_notes,
+    show_json,
+    show_text,
+)
 
 __all__ = ["parse_expires", "register"]
 
@@ -300,7 +305,14 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if args.api_version is not None and args.api_version not in ROUTES:
         known = ", ".join(ROUTES)
         raise _Failed([f"unknown API version {args.api_version!r}; supported: {known}"], status=2)
-    path = _tokens_path(args)
+    if args.tokens_file is not None:
+        path: Path = args.tokens_file
+        notes = requirement_notes(())
+    else:
+        # With the configuration, its group and network rules are shown too.
+        settings = load_settings(args.config or Path("slurmgate.toml"))
+        path = settings.auth.tokens_file
+        notes = requirement_notes(settings.authorization.requirements())
     entry = next((e for e in _read_for_edit(path) if e.name == args.token_name), None)
     if entry is None:
         raise _Failed(
@@ -311,9 +323,9 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     tables = [permissions(entry.scopes, version, ROUTES[version]) for version in versions]
     now = datetime.now(UTC)
     if args.json:
-        out.write(json.dumps(show_json(entry, tables, now=now)) + "\n")
+        out.write(json.dumps(show_json(entry, tables, now=now, notes=notes)) + "\n")
     else:
-        out.write(show_text(entry, tables, now=now))
+        out.write(show_text(entry, tables, now=now, notes=notes))
     return 0
 
 

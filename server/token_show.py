@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from slurmgate.policies.requirements import Requirement, applicable
 from slurmgate.policies.routing import Route
 from slurmgate.server.identity.tokenfile import TokenEntry
 
-__all__ = ["Permissions", "permissions", "show_json", "show_text"]
+__all__ = ["Permissions", "permissions", "requirement_notes", "show_json", "show_text"]
 
 #: Extra conditions the gateway puts on a route for this token, one line each ("requires ...").
 Notes = Callable[[Route], Sequence[str]]
@@ -34,6 +35,22 @@ class Permissions:
 def _no_notes(route: Route) -> Sequence[str]:
     del route
     return ()
+
+
+def requirement_notes(requirements: Sequence[Requirement]) -> Notes:
+    """Notes naming the groups and networks the configuration's rules require for a route."""
+
+    def notes(route: Route) -> Sequence[str]:
+        found = []
+        for rule in applicable(requirements, route):
+            if rule.groups:
+                found.append(f"requires group {' or '.join(rule.groups)} ({rule.origin})")
+            if rule.networks:
+                networks = ", ".join(str(network) for network in rule.networks)
+                found.append(f"requires network {networks} ({rule.origin})")
+        return found
+
+    return notes
 
 
 def permissions(scopes: Iterable[str], version: str, routes: Sequence[Route]) -> Permissions:
