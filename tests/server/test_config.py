@@ -171,6 +171,16 @@ def test_the_example_is_the_production_site_described() -> None:
     assert [f"{r.method} {r.path}" for r in allowed if r.mutating] == []
 
 
+def test_the_example_requires_hpcadmin_for_administrative_scopes() -> None:
+    (rule,) = load_settings(EXAMPLE).authorization.requirements()
+    assert rule.groups == ("hpcadmin",)
+    assert "slurm:reconfigure" in rule.scopes
+    assert "slurmdb:clusters:manage" in rule.scopes
+    assert [str(n) for n in rule.networks] == ["10.0.0.0/24", "127.0.0.1/32"]
+    # never a scope that ordinary users need
+    assert rule.scopes.isdisjoint({"slurm:read", "slurmdb:read", "slurm:jobs:manage"})
+
+
 def test_the_example_shows_every_key() -> None:
     """Each key is set in its table, or shown in a comment where it does not apply to the site."""
     text = EXAMPLE.read_text(encoding="utf-8")
@@ -298,6 +308,35 @@ def test_the_example_shows_every_key() -> None:
             VALID.replace('tokens_file = "/nonexistent/tokens.toml"', "[auth.munge]"),
             ["auth.tokens_file: Field required"],
             id="missing-tokens-file",
+        ),
+        pytest.param(
+            VALID + "[[authorization.require]]\n"
+            'scopes = ["slurm:reconfigure", "slurm:everything"]\n'
+            'operations = ["slurm_v0045_get_nothing"]\n'
+            'groups = ["hpc admin"]\n'
+            'networks = ["10.0.0.0/8", "10.0.0.1/8"]\n',
+            [
+                "authorization.require.0.scopes: unknown scope(s) ['slurm:everything']; "
+                "scopes are declared in scopes.toml",
+                "authorization.require.0.operations: unknown operation id(s) "
+                "['slurm_v0045_get_nothing']; see `slurmgate routes`",
+                "authorization.require.0.groups: not group name(s) ['hpc admin']; expected "
+                "[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}",
+                "authorization.require.0.networks: '10.0.0.1/8' is not a CIDR network: "
+                "10.0.0.1/8 has host bits set",
+            ],
+            id="requirement-with-bad-values",
+        ),
+        pytest.param(
+            VALID + '[[authorization.require]]\nscopes = ["slurm:reconfigure"]\n'
+            '[[authorization.require]]\ngroups = ["hpcadmin"]\n'
+            '[[authorization.require]]\nscopes = ["slurm:read"]\nnetwork = ["10.0.0.0/8"]\n',
+            [
+                "authorization.require.0: a rule needs 'groups' or 'networks' to require something",
+                "authorization.require.1: a rule needs 'scopes' or 'operations' to pick operations",
+                "authorization.require.2.network: Extra inputs are not permitted",
+            ],
+            id="requirement-picking-or-requiring-nothing",
         ),
     ],
 )

@@ -435,3 +435,46 @@ def test_show_an_unknown_name_or_version_is_exit_2(
     )
     assert "unknown API version 'v0.0.39'; supported: v0.0.40" in capsys.readouterr().err
     assert run("token", "show", "x", "--tokens-file", str(path.with_name("none.toml")))[0] == 2
+
+
+def test_show_with_the_configuration_names_group_and_network_requirements(
+    tmp_path: Path, path: Path
+) -> None:
+    shown_token(path)
+    config = tmp_path / "slurmgate.toml"
+    config.write_text(
+        f"""
+[upstream]
+url = "http://127.0.0.1:6820"
+[slurm_user_token]
+jwt_key = "/etc/slurm/jwt_hs256.key"
+[auth]
+tokens_file = "{path}"
+[[authorization.require]]
+scopes = ["slurm:jobs:manage"]
+groups = ["hpc", "ops"]
+[[authorization.require]]
+operations = ["slurm_v0045_post_job_submit"]
+networks = ["10.0.0.0/8", "192.168.0.0/16"]
+"""
+    )
+    status, out = run(
+        "token", "show", "physics-ci", "--version", "v0.0.45", "--config", str(config)
+    )
+    assert status == 0
+    rows = {" ".join(line.split()[:2]): line for line in out.splitlines()}
+    assert rows["POST /slurm/v0.0.45/job/submit"].endswith(
+        "(account patterns apply; requires group hpc or ops (authorization.require.0); "
+        "requires network 10.0.0.0/8, 192.168.0.0/16 (authorization.require.1))"
+    )
+    assert rows["DELETE /slurm/v0.0.45/job/{job_id}"].endswith(
+        "(account patterns apply; requires group hpc or ops (authorization.require.0))"
+    )
+    assert rows["GET /slurm/v0.0.45/jobs/"].split() == ["GET", "/slurm/v0.0.45/jobs/"]
+    _, out = run("token", "show", "physics-ci", "--json", "--config", str(config))
+    allowed = json.loads(out)["versions"]["v0.0.44"]["allowed"]
+    (submit,) = [op for op in allowed if op["operation"] == "slurm_v0044_post_job_submit"]
+    assert submit["notes"] == [
+        "account patterns apply",
+        "requires group hpc or ops (authorization.require.0)",
+    ]  # the operation-id rule names v0.0.45's operation only
