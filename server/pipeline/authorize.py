@@ -196,11 +196,29 @@ async def _check_accounts(request: web.Request, route: Route, identity: Identity
         )
     upstream = _Upstream(request, route, identity)
     if touches.default_account:
+        if _for_another_user(body):
+            # The job would take the default account of that user, not the caller's.
+            raise Forbidden(
+                f"{identity.name} is limited to some Slurm accounts: a job submitted for another "
+                "user (user_id) must name its account",
+                source="default_account",
+            )
         account = await upstream.default_account(identity.user)
         _allow(identity, account, f"{operation} uses {identity.user}'s default account {account}")
     for lookup in touches.lookups:
         for account in await upstream.accounts_of(lookup):
             _allow(identity, account, f"{lookup.entity} {lookup.key} is in account {account}")
+
+
+def _for_another_user(body: object) -> bool:
+    """Whether a job description in ``body`` sets ``user_id`` (submitting for someone else)."""
+    if not isinstance(body, dict):
+        return False
+    descriptions: list[object] = [body.get("job")]
+    for key in ("jobs", "hetjob"):
+        items = body.get(key)
+        descriptions += items if isinstance(items, list) else [items]
+    return any(isinstance(d, dict) and d.get("user_id") is not None for d in descriptions)
 
 
 def _allow(identity: Identity, account: str, why: str) -> None:

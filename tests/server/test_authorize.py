@@ -223,6 +223,20 @@ async def test_a_job_without_account_is_checked_against_the_callers_default(gw: 
     assert gw.fake.seen[-1].headers["X-SLURM-USER-NAME"] == "carol"
 
 
+@pytest.mark.parametrize("key", ["job", "jobs"])
+async def test_a_job_for_another_user_must_name_its_account(gw: Gateway, key: str) -> None:
+    # Without an account the job would take user_id's default account, not the caller's.
+    job = {"script": "#!/bin/sh", "user_id": "alice"}
+    body = json.dumps({key: job if key == "job" else [job]}).encode()
+    error = await gw.refused("POST", SUBMIT, gw.bob, body)
+    assert error["source"] == "default_account"
+    assert "user_id" in error["description"]
+    named = json.dumps(
+        {key: ({**job, "account": "chem"} if key == "job" else [{**job, "account": "chem"}])}
+    )
+    await gw.allowed("POST", SUBMIT, gw.bob, named.encode())
+
+
 @pytest.mark.parametrize(
     "answer",
     [
