@@ -30,12 +30,10 @@ from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, Upstre
 from slurmgate.server.keys import (
     ROUTE,
     SETTINGS,
-    SLURM_USER_TOKEN,
     TARGET,
-    TRANSPORT,
     UPSTREAM_VERSIONS,
 )
-from slurmgate.server.upstream.transport import UpstreamRequest
+from slurmgate.server.upstream.acting import send_as
 
 __all__ = ["LATEST", "add_api_routes", "not_served", "route_middleware", "versions_ctx"]
 
@@ -159,13 +157,9 @@ def route_middleware() -> Middleware:
 
 async def _ask_upstream(app: web.Application) -> tuple[str, ...]:
     """The API versions slurmrestd's own /openapi/v3 lists."""
-    token = await app[SLURM_USER_TOKEN].get()
-    request = UpstreamRequest(
-        "GET",
-        "/openapi/v3",
-        (("Accept", "application/json"), ("X-SLURM-USER-TOKEN", token)),
+    answer = await send_as(
+        app, "GET", "/openapi/v3", user=None, headers=(("Accept", "application/json"),)
     )
-    answer = await app[TRANSPORT].send(request)
     if answer.status != 200:
         raise UpstreamUnavailable(f"GET /openapi/v3 answered {answer.status}")
     paths = json.loads(answer.body).get("paths", {})

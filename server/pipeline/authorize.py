@@ -51,8 +51,8 @@ from slurmgate.policies.routing import Namespace, Route
 from slurmgate.server.errors import BadRequest, ClientError, Forbidden
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog
-from slurmgate.server.keys import IDENTITY, ROUTE, SLURM_USER_TOKEN, TRANSPORT
-from slurmgate.server.upstream.transport import UpstreamRequest
+from slurmgate.server.keys import IDENTITY, ROUTE
+from slurmgate.server.upstream.acting import send_as
 
 __all__ = ["MAX_LOOKUPS", "authorize", "query_pairs"]
 
@@ -358,13 +358,9 @@ class _Upstream:
 
     async def _get(self, target: str) -> dict[str, object] | None:
         """slurmrestd's answer to GET ``target`` as the caller, or None when it is not a success."""
-        token = await self._app[SLURM_USER_TOKEN].get()
-        headers = (
-            ("Accept", "application/json"),
-            ("X-SLURM-USER-NAME", self._user),
-            ("X-SLURM-USER-TOKEN", token),
+        answer = await send_as(
+            self._app, "GET", target, user=self._user, headers=(("Accept", "application/json"),)
         )
-        answer = await self._app[TRANSPORT].send(UpstreamRequest("GET", target, headers))
         if answer.status != 200:
             log.info("lookup GET %s as %s answered %d", target, self._user, answer.status)
             return None

@@ -16,11 +16,10 @@ from aiohttp import web
 from slurmgate.server.keys import (
     IDENTITY,
     ROUTE,
-    SLURM_USER_TOKEN,
     TARGET,
-    TRANSPORT,
 )
-from slurmgate.server.upstream.transport import UpstreamRequest, UpstreamResponse
+from slurmgate.server.upstream.acting import send_as
+from slurmgate.server.upstream.transport import UpstreamResponse
 
 __all__ = ["FORWARDED_HEADERS", "forward", "to_web_response"]
 
@@ -54,12 +53,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
     headers = [
         (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
     ]
-    token = await request.app[SLURM_USER_TOKEN].get()
-    headers += [("X-SLURM-USER-NAME", identity.user), ("X-SLURM-USER-TOKEN", token)]
-    upstream = UpstreamRequest(
-        method=route.method, target=request[TARGET], headers=tuple(headers), body=body
+    answer = await send_as(
+        request.app, route.method, request[TARGET], user=identity.user, headers=headers, body=body
     )
-    answer = await request.app[TRANSPORT].send(upstream)
     log.debug("%s %s as %s -> %d", route.method, request[TARGET], identity.user, answer.status)
     return to_web_response(answer)
 

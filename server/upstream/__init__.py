@@ -1,11 +1,13 @@
 """Reaching slurmrestd: transports (http, unix socket, inetd) and the SlurmUser token.
 
 ``app.py`` lists :func:`transport_ctx` and :func:`slurm_user_token_ctx` as cleanup contexts; the
-pipeline then calls ``app[TRANSPORT].send(...)`` and ``await app[SLURM_USER_TOKEN].get()``.
+rest of the gateway reaches slurmrestd through :func:`send_as`, the one place that sets the
+SlurmUser token and ``X-SLURM-USER-NAME``.
 """
 
 from __future__ import annotations
 
+from slurmgate.server.upstream.acting import send_as
 from slurmgate.server.upstream.factory import make_transport, transport_ctx
 from slurmgate.server.upstream.token import SlurmUserToken, slurm_user_token_ctx
 from slurmgate.server.upstream.transport import Transport, UpstreamRequest, UpstreamResponse
@@ -16,6 +18,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "make_transport",
+    "send_as",
     "slurm_user_token_ctx",
     "transport_ctx",
 ]
