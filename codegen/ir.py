@@ -65,6 +65,8 @@ class Route:
     mutating: bool
     scope: str
     cache: CachePolicy
+    cache_group: str  # "" unless cached
+    invalidates: tuple[str, ...]  # sorted; () unless mutating
     accounts: tuple[AccountLocation, ...]
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "account_locations",
     "class_name",
     "decide_cache",
+    "decide_invalidates",
     "decide_scope",
     "parse",
     "parse_operations",
@@ -184,14 +185,20 @@ def _decide(
 ) -> tuple[Route | None, list[Problem]]:
     where = f"{version} {operation.method} {operation.path}"
     scope, mutating, scope_problems = decide_scope(policies.scopes, operation)
-    cache, cache_problems = decide_cache(policies.cache, operation, mutating=mutating)
+    cache, group, cache_problems = decide_cache(policies.cache, operation, mutating=mutating)
+    invalidates: tuple[str, ...] = ()
+    invalidate_problems: list[str] = []
+    if scope is not None:  # without a scope rule, whether it mutates is unknown: no guesses
+        invalidates, invalidate_problems = decide_invalidates(
+            policies.cache, operation, mutating=mutating
+        )
     schemas = document.get("components", {}).get("schemas", {})
     accounts, account_problems = account_locations(policies.accounts, operation, schemas)
-    texts = [*scope_problems, *cache_problems, *account_problems]
+    texts = [*scope_problems, *cache_problems, *invalidate_problems, *account_problems]
     problems = [Problem(where, text) for text in texts]
     if scope is None:
         return None, problems
-    return Route(operation, mutating, scope, cache, accounts), problems
+    return Route(operation, mutating, scope, cache, group, invalidates, accounts), problems
 
 
 def decide_scope(rules: ScopeRules, operation: Operation) -> tuple[str | None, bool, list[str]]:
@@ -210,17 +217,56 @@ def decide_scope(rules: ScopeRules, operation: Operation) -> tuple[str | None, b
 
 def decide_cache(
     rules: CacheRules, operation: Operation, *, mutating: bool
-) -> tuple[CachePolicy, list[str]]:
-    """The cache policy: none for mutating operations, else the agreeing rules or the default."""
+) -> tuple[CachePolicy, str, list[str]]:
+    """The cache policy and group: (none, "") when mutating, else the agreeing rules' or default.
+
+    A cached operation without a group (a ``default`` other than none) is a problem: nothing
+    would ever invalidate it, so a client could read stale data after its own write.
+    """
     if mutating:
-        return CachePolicy.NONE, []
+        return CachePolicy.NONE, "", []
     split = split_path(operation.path)
-    policies = {
-        rule.policy for rule in rules.matching(split.namespace, split.segments, operation.method)
-    }
-    if len(policies) > 1:
-        return CachePolicy.NONE, [f"cache rules disagree: {sorted(policies)}"]
-    return (policies.pop() if policies else rules.default), []
+    matching = rules.matching(split.namespace, split.segments, operation.method)
+    decisions = {(rule.policy, rule.group) for rule in matching}
+    if len(decisions) > 1:
+        origins = "; ".join(
+            f"{rule.origin} says {rule.policy}" + (f" in group {rule.group}" if rule.group else "")
+            for rule in matching
+        )
+        return CachePolicy.NONE, "", [f"cache rules disagree: {origins}"]
+    if decisions:
+        policy, group = decisions.pop()
+        return policy, group, []
+    if rules.default is CachePolicy.NONE:
+        return CachePolicy.NONE, "", []
+    return (
+        rules.default,
+        "",
+        [
+            f"cache.toml's default caches this operation ({rules.default}) but only a [[rule]] "
+            "can give it the cache group that invalidates it; add a [[rule]] with a 'group'"
+        ],
+    )
+
+
+def decide_invalidates(
+    rules: CacheRules, operation: Operation, *, mutating: bool
+) -> tuple[tuple[str, ...], list[str]]:
+    """The cache groups a mutating operation makes stale: the sorted union of its invalidate rules.
+
+    No ``[[invalidate]]`` rule picking a mutating operation is a problem, so that a new mutation
+    needs a decision; so is one picking a read, which cannot invalidate (a stale or wrong rule).
+    """
+    split = split_path(operation.path)
+    matching = rules.invalidating(split.namespace, split.segments, operation.method)
+    if not mutating:
+        return (), [
+            f"{rule.origin} picks this operation, but it does not mutate, so it cannot invalidate"
+            for rule in matching
+        ]
+    if not matching:
+        return (), ["no [[invalidate]] rule in cache.toml picks this mutating operation"]
+    return tuple(sorted({group for rule in matching for group in rule.groups})), []
 
 
 def account_locations(

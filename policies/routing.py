@@ -106,7 +106,12 @@ class AccountLocation:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One slurmrestd operation with every decision the gateway needs about it."""
+    """One slurmrestd operation with every decision the gateway needs about it.
+
+    ``cache_group`` and ``invalidates`` carry read-your-writes: a cached read belongs to one cache
+    group (a version-independent name such as ``"jobs"``), and a mutating operation names the
+    groups whose cached reads it makes stale, in every API version.
+    """
 
     method: str
     path: str  # template as in the spec, e.g. "/slurm/v0.0.45/job/{job_id}"
@@ -117,6 +122,8 @@ class Route:
     mutating: bool
     scope: str
     cache: CachePolicy
+    cache_group: str  # the group of a cached read; "" when mutating or never cached
+    invalidates: tuple[str, ...]  # groups a mutating operation makes stale, sorted; () for reads
     accounts: tuple[AccountLocation, ...]
 
     def as_json(self) -> dict[str, object]:
@@ -131,6 +138,8 @@ class Route:
             "mutating": self.mutating,
             "scope": self.scope,
             "cache_policy": str(self.cache),
+            "cache_group": self.cache_group,
+            "invalidates": list(self.invalidates),
             "accounts": [location.as_json() for location in self.accounts],
         }
 

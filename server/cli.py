@@ -1,7 +1,8 @@
 """The ``slurmgate`` command: one subcommand per job, each a function taking parsed arguments.
 
 ``slurmgate routes [--version v0.0.XX] [--json]`` prints the routing table compiled into
-``slurmgate.generated`` (not the specs): scope, cache policy and account locations per operation.
+``slurmgate.generated`` (not the specs): scope, cache policy and group (or, for a mutation, the
+cache groups it invalidates) and account locations per operation.
 Later subcommands (``serve``, ``token``) register themselves in :func:`build_parser` the same way.
 """
 
@@ -23,6 +24,9 @@ __all__ = ["build_parser", "main"]
 Command = Callable[[argparse.Namespace, TextIO], int]
 
 _COLUMNS = ("METHOD", "PATH", "SCOPE", "MUTATING", "CACHE", "OPERATION", "ACCOUNTS")
+#: A CACHE cell longer than this (a mutation that clears most groups, like /reconfigure) overflows
+#: into its row instead of widening the column of every row by dozens of blanks.
+_CACHE_WIDTH = 42
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "routes",
         help="print the routing table of the generated API versions",
         description="Print every slurmrestd operation the gateway knows, with its scope, cache "
-        "policy and where the request names Slurm accounts.",
+        "policy and group (short:jobs) or the cache groups a mutation invalidates "
+        "(clears:db-jobs,jobs), and where the request names Slurm accounts.",
     )
     routes.add_argument(
         "--version",
@@ -82,6 +87,8 @@ def _routes(args: argparse.Namespace, out: TextIO) -> int:
     rows: list[tuple[str, ...]] = [_COLUMNS]
     rows += [_row(route) for version in versions for route in ROUTES[version]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
+    cache = _COLUMNS.index("CACHE")
+    widths[cache] = max(len(row[cache]) for row in rows if len(row[cache]) <= _CACHE_WIDTH)
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
@@ -95,7 +102,16 @@ def _row(route: Route) -> tuple[str, ...]:
         route.path,
         route.scope,
         "yes" if route.mutating else "no",
-        str(route.cache),
+        _cache_cell(route),
         route.operation_id,
         accounts,
     )
+
+
+def _cache_cell(route: Route) -> str:
+    # One column, not two more: a read has a group and a mutation has groups to clear, never both.
+    if route.mutating:
+        return "clears:" + (",".join(route.invalidates) or "-")
+    if route.cache_group:
+        return f"{route.cache}:{route.cache_group}"
+    return str(route.cache)

@@ -2,8 +2,8 @@
 """Routing table of the Slurm REST API v0.0.40 (spec written by Slurm 24.11.5).
 
 One :class:`~slurmgate.policies.routing.Route` per operation, sorted by path then method.
-Scopes come from policies/scopes.toml, cache policies from policies/cache.toml, account
-locations from the request schemas and policies/accounts.toml.
+Scopes come from policies/scopes.toml, cache policies, cache groups and invalidated groups from
+policies/cache.toml, account locations from the request schemas and policies/accounts.toml.
 """
 
 from slurmgate.policies.routing import (
@@ -29,6 +29,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -41,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -66,6 +70,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -78,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -104,6 +112,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -124,6 +134,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -136,6 +148,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -162,6 +176,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -174,6 +190,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="licenses",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -186,6 +204,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -198,6 +218,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -210,6 +232,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -222,6 +246,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -234,6 +260,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -246,6 +274,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -258,6 +288,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -270,6 +302,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -282,6 +316,16 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reconfigure",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "jobs",
+            "licenses",
+            "nodes",
+            "partitions",
+            "reservations",
+            "shares",
+            "slurm-conf",
+        ),
         accounts=(),
     ),
     Route(
@@ -294,6 +338,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -306,6 +352,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -318,6 +366,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="shares",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -337,6 +387,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -356,6 +408,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -375,6 +429,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -387,6 +443,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -412,6 +470,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -437,6 +497,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -462,6 +524,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -487,6 +551,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -512,6 +578,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -543,6 +611,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -568,6 +638,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -580,6 +652,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(),
     ),
     Route(
@@ -592,6 +666,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -604,6 +680,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -623,6 +701,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -635,6 +715,20 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:config:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "accounts",
+            "associations",
+            "clusters",
+            "db-config",
+            "db-jobs",
+            "instances",
+            "qos",
+            "shares",
+            "tres",
+            "users",
+            "wckeys",
+        ),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -696,6 +790,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -708,6 +804,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -720,6 +818,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -732,6 +832,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.SHORT,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -744,6 +846,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -763,6 +867,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -775,6 +881,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -787,6 +895,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -799,6 +909,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -811,6 +923,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="tres",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -823,6 +937,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:tres:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("tres",),
         accounts=(),
     ),
     Route(
@@ -835,6 +951,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -847,6 +965,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -867,6 +987,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -886,6 +1008,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -911,6 +1035,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -942,6 +1068,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -954,6 +1082,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
     Route(
@@ -966,6 +1096,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -978,6 +1110,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
 )

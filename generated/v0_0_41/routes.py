@@ -2,8 +2,8 @@
 """Routing table of the Slurm REST API v0.0.41 (spec written by Slurm 24.11.5).
 
 One :class:`~slurmgate.policies.routing.Route` per operation, sorted by path then method.
-Scopes come from policies/scopes.toml, cache policies from policies/cache.toml, account
-locations from the request schemas and policies/accounts.toml.
+Scopes come from policies/scopes.toml, cache policies, cache groups and invalidated groups from
+policies/cache.toml, account locations from the request schemas and policies/accounts.toml.
 """
 
 from slurmgate.policies.routing import (
@@ -29,6 +29,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -41,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -66,6 +70,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -91,6 +97,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -103,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -129,6 +139,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -149,6 +161,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -161,6 +175,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -187,6 +203,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -199,6 +217,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="licenses",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -211,6 +231,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -223,6 +245,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -235,6 +259,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -247,6 +273,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -259,6 +287,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -271,6 +301,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -283,6 +315,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -295,6 +329,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -307,6 +343,16 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reconfigure",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "jobs",
+            "licenses",
+            "nodes",
+            "partitions",
+            "reservations",
+            "shares",
+            "slurm-conf",
+        ),
         accounts=(),
     ),
     Route(
@@ -319,6 +365,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -331,6 +379,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -343,6 +393,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="shares",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -362,6 +414,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -381,6 +435,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -400,6 +456,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -412,6 +470,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -437,6 +497,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -462,6 +524,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -487,6 +551,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -512,6 +578,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -537,6 +605,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -562,6 +632,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -587,6 +659,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -599,6 +673,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(),
     ),
     Route(
@@ -611,6 +687,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -623,6 +701,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -642,6 +722,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -654,6 +736,20 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:config:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "accounts",
+            "associations",
+            "clusters",
+            "db-config",
+            "db-jobs",
+            "instances",
+            "qos",
+            "shares",
+            "tres",
+            "users",
+            "wckeys",
+        ),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -709,6 +805,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -721,6 +819,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -733,6 +833,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -745,6 +847,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.SHORT,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -757,6 +861,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -776,6 +882,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -788,6 +896,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -800,6 +910,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -812,6 +924,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -824,6 +938,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="tres",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -836,6 +952,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:tres:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("tres",),
         accounts=(),
     ),
     Route(
@@ -848,6 +966,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -860,6 +980,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -880,6 +1002,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -899,6 +1023,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -924,6 +1050,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -955,6 +1083,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -967,6 +1097,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
     Route(
@@ -979,6 +1111,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -991,6 +1125,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
 )

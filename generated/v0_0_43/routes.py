@@ -2,8 +2,8 @@
 """Routing table of the Slurm REST API v0.0.43 (spec written by Slurm 26.05.5).
 
 One :class:`~slurmgate.policies.routing.Route` per operation, sorted by path then method.
-Scopes come from policies/scopes.toml, cache policies from policies/cache.toml, account
-locations from the request schemas and policies/accounts.toml.
+Scopes come from policies/scopes.toml, cache policies, cache groups and invalidated groups from
+policies/cache.toml, account locations from the request schemas and policies/accounts.toml.
 """
 
 from slurmgate.policies.routing import (
@@ -29,6 +29,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -41,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -66,6 +70,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -91,6 +97,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -103,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -129,6 +139,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -149,6 +161,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -161,6 +175,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -187,6 +203,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -199,6 +217,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="licenses",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -211,6 +231,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -223,6 +245,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -235,6 +259,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -247,6 +273,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -259,6 +287,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -271,6 +301,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -283,6 +315,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -295,6 +329,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -307,6 +343,16 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reconfigure",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "jobs",
+            "licenses",
+            "nodes",
+            "partitions",
+            "reservations",
+            "shares",
+            "slurm-conf",
+        ),
         accounts=(),
     ),
     Route(
@@ -319,6 +365,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -338,6 +386,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -350,6 +400,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -362,6 +414,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -374,6 +428,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -393,6 +449,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="shares",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -412,6 +470,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -431,6 +491,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -450,6 +512,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -462,6 +526,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -487,6 +553,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -512,6 +580,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -537,6 +607,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -562,6 +634,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -587,6 +661,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -612,6 +688,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -637,6 +715,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -649,6 +729,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(),
     ),
     Route(
@@ -661,6 +743,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -673,6 +757,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -692,6 +778,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -704,6 +792,20 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:config:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "accounts",
+            "associations",
+            "clusters",
+            "db-config",
+            "db-jobs",
+            "instances",
+            "qos",
+            "shares",
+            "tres",
+            "users",
+            "wckeys",
+        ),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -759,6 +861,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -771,6 +875,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -783,6 +889,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -795,6 +903,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.SHORT,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -807,6 +917,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -826,6 +938,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -838,6 +952,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -850,6 +966,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -862,6 +980,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -874,6 +994,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -886,6 +1008,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="tres",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -898,6 +1022,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:tres:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("tres",),
         accounts=(),
     ),
     Route(
@@ -910,6 +1036,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -922,6 +1050,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -942,6 +1072,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -961,6 +1093,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -986,6 +1120,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -1017,6 +1153,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1029,6 +1167,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
     Route(
@@ -1041,6 +1181,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1053,6 +1195,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
 )

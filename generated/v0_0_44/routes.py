@@ -2,8 +2,8 @@
 """Routing table of the Slurm REST API v0.0.44 (spec written by Slurm 26.05.5).
 
 One :class:`~slurmgate.policies.routing.Route` per operation, sorted by path then method.
-Scopes come from policies/scopes.toml, cache policies from policies/cache.toml, account
-locations from the request schemas and policies/accounts.toml.
+Scopes come from policies/scopes.toml, cache policies, cache groups and invalidated groups from
+policies/cache.toml, account locations from the request schemas and policies/accounts.toml.
 """
 
 from slurmgate.policies.routing import (
@@ -29,6 +29,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -41,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -66,6 +70,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -91,6 +97,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -103,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -129,6 +139,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -149,6 +161,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -161,6 +175,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -187,6 +203,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -199,6 +217,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="licenses",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -211,6 +231,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -223,6 +245,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -235,6 +259,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -247,6 +273,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -259,6 +287,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -271,6 +301,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -283,6 +315,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -295,6 +329,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -307,6 +343,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -319,6 +357,16 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reconfigure",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "jobs",
+            "licenses",
+            "nodes",
+            "partitions",
+            "reservations",
+            "shares",
+            "slurm-conf",
+        ),
         accounts=(),
     ),
     Route(
@@ -331,6 +379,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -350,6 +400,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -362,6 +414,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -374,6 +428,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -386,6 +442,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -405,6 +463,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -417,6 +477,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="shares",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -436,6 +498,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -455,6 +519,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -474,6 +540,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -486,6 +554,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -511,6 +581,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -536,6 +608,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -561,6 +635,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -586,6 +662,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -611,6 +689,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -636,6 +716,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -661,6 +743,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -673,6 +757,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(),
     ),
     Route(
@@ -685,6 +771,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -697,6 +785,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -716,6 +806,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -728,6 +820,20 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:config:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "accounts",
+            "associations",
+            "clusters",
+            "db-config",
+            "db-jobs",
+            "instances",
+            "qos",
+            "shares",
+            "tres",
+            "users",
+            "wckeys",
+        ),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -783,6 +889,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -795,6 +903,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -807,6 +917,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -819,6 +931,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.SHORT,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -831,6 +945,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs",),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -851,6 +967,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -870,6 +988,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs",),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -890,6 +1010,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -902,6 +1024,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -914,6 +1038,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -926,6 +1052,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -938,6 +1066,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -950,6 +1080,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="tres",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -962,6 +1094,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:tres:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("tres",),
         accounts=(),
     ),
     Route(
@@ -974,6 +1108,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -986,6 +1122,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -1006,6 +1144,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -1025,6 +1165,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -1050,6 +1192,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -1081,6 +1225,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1093,6 +1239,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
     Route(
@@ -1105,6 +1253,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1117,6 +1267,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
 )

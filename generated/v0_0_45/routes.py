@@ -2,8 +2,8 @@
 """Routing table of the Slurm REST API v0.0.45 (spec written by Slurm 26.05.5).
 
 One :class:`~slurmgate.policies.routing.Route` per operation, sorted by path then method.
-Scopes come from policies/scopes.toml, cache policies from policies/cache.toml, account
-locations from the request schemas and policies/accounts.toml.
+Scopes come from policies/scopes.toml, cache policies, cache groups and invalidated groups from
+policies/cache.toml, account locations from the request schemas and policies/accounts.toml.
 """
 
 from slurmgate.policies.routing import (
@@ -29,6 +29,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.LONG,
+        cache_group="slurm-conf",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -41,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -53,6 +57,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -78,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -103,6 +111,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -115,6 +125,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -141,6 +153,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -161,6 +175,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -181,6 +197,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -193,6 +211,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -219,6 +239,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -239,6 +261,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -251,6 +275,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="licenses",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -263,6 +289,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -275,6 +303,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -287,6 +317,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -299,6 +331,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -311,6 +345,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="nodes",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -323,6 +359,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -335,6 +373,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -347,6 +387,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:partitions:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -359,6 +401,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="partitions",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -371,6 +415,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:partitions:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "partitions"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -396,6 +442,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -408,6 +456,16 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reconfigure",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "jobs",
+            "licenses",
+            "nodes",
+            "partitions",
+            "reservations",
+            "shares",
+            "slurm-conf",
+        ),
         accounts=(),
     ),
     Route(
@@ -420,6 +478,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -439,6 +499,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -451,6 +513,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -463,6 +527,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="reservations",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -475,6 +541,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -494,6 +562,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
+        cache_group="jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -506,6 +576,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.NORMAL,
+        cache_group="shares",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -525,6 +597,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -544,6 +618,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.PATH,
@@ -563,6 +639,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="accounts",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -575,6 +653,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -600,6 +680,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:accounts_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -625,6 +707,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -650,6 +734,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -675,6 +761,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="associations",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -700,6 +788,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -725,6 +815,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:associations:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("accounts", "associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -750,6 +842,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -762,6 +856,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(),
     ),
     Route(
@@ -774,6 +870,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="clusters",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -786,6 +884,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:clusters:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "clusters"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -805,6 +905,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -817,6 +919,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:config:read",
         cache=CachePolicy.LONG,
+        cache_group="db-config",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -829,6 +933,20 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:config:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(
+            "accounts",
+            "associations",
+            "clusters",
+            "db-config",
+            "db-jobs",
+            "instances",
+            "qos",
+            "shares",
+            "tres",
+            "users",
+            "wckeys",
+        ),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -884,6 +1002,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -896,6 +1016,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -908,6 +1030,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="instances",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -920,6 +1044,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.SHORT,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -932,6 +1058,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs",),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -952,6 +1080,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="db-jobs",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -971,6 +1101,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:jobs:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("db-jobs",),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -991,6 +1123,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1003,6 +1137,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1015,6 +1151,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -1027,6 +1165,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="qos",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1039,6 +1179,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:qos:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "qos"),
         accounts=(),
     ),
     Route(
@@ -1051,6 +1193,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.LONG,
+        cache_group="tres",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1063,6 +1207,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:tres:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("tres",),
         accounts=(),
     ),
     Route(
@@ -1075,6 +1221,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1087,6 +1235,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -1107,6 +1257,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="users",
+        invalidates=(),
         accounts=(
             AccountLocation(
                 kind=LocationKind.QUERY,
@@ -1126,6 +1278,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -1151,6 +1305,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:users_association:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("associations", "shares", "users"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -1182,6 +1338,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1194,6 +1352,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
     Route(
@@ -1206,6 +1366,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurmdb:read",
         cache=CachePolicy.NORMAL,
+        cache_group="wckeys",
+        invalidates=(),
         accounts=(),
     ),
     Route(
@@ -1218,6 +1380,8 @@ ROUTES: tuple[Route, ...] = (
         mutating=True,
         scope="slurmdb:wckeys:manage",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=("users", "wckeys"),
         accounts=(),
     ),
 )

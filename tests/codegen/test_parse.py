@@ -44,13 +44,39 @@ scope = "slurm:jobs:manage"
 """
 
 CACHE = """
-default = "normal"
+default = "none"
 
 [[rule]]
 namespace = "slurm"
 path = "/ping"
 methods = ["GET"]
 policy = "none"
+
+[[rule]]
+namespace = "slurm"
+path = "/jobs"
+methods = ["GET"]
+policy = "normal"
+group = "jobs"
+
+[[rule]]
+namespace = "slurm"
+path = "/nodes"
+methods = ["GET"]
+policy = "short"
+group = "nodes"
+
+[[invalidate]]
+namespace = "slurm"
+path = "/job/**"
+methods = ["POST", "DELETE"]
+groups = ["jobs"]
+
+[[invalidate]]
+namespace = "slurm"
+path = "/reconfigure"
+methods = ["GET"]
+groups = ["nodes", "jobs"]
 """
 
 ACCOUNTS = """
@@ -84,8 +110,10 @@ key = "path:job_id"
 """
 
 
-def _policies(tmp_path: Path, scopes: str = SCOPES, accounts: str = ACCOUNTS) -> Policies:
-    for name, text in (("scopes", scopes), ("cache", CACHE), ("accounts", accounts)):
+def _policies(
+    tmp_path: Path, scopes: str = SCOPES, accounts: str = ACCOUNTS, cache: str = CACHE
+) -> Policies:
+    for name, text in (("scopes", scopes), ("cache", cache), ("accounts", accounts)):
         (tmp_path / f"{name}.toml").write_text(textwrap.dedent(text), encoding="utf-8")
     return Policies(
         load_scope_rules(tmp_path / "scopes.toml"),
@@ -144,13 +172,147 @@ def test_scope_mutating_and_cache_per_operation(tmp_path: Path) -> None:
     )
     build, problems = parse([spec], _policies(tmp_path))
     assert problems == []
-    table = {r.operation.operation_id: (r.scope, r.mutating, r.cache) for r in build.apis[0].routes}
-    assert table == {
-        "ping": ("slurm:read", False, CachePolicy.NONE),
-        "jobs": ("slurm:read", False, CachePolicy.NORMAL),  # no cache rule: the default
-        "reconfigure": ("slurm:reconfigure", True, CachePolicy.NONE),  # mutating GET: never cached
-        "cancel": ("slurm:jobs:manage", True, CachePolicy.NONE),
+    table = {
+        r.operation.operation_id: (r.scope, r.mutating, r.cache, r.cache_group, r.invalidates)
+        for r in build.apis[0].routes
     }
+    assert table == {
+        "ping": ("slurm:read", False, CachePolicy.NONE, "", ()),
+        "jobs": ("slurm:read", False, CachePolicy.NORMAL, "jobs", ()),
+        # mutating GET: never cached, clears the groups of its [[invalidate]] rule, sorted
+        "reconfigure": ("slurm:reconfigure", True, CachePolicy.NONE, "", ("jobs", "nodes")),
+        "cancel": ("slurm:jobs:manage", True, CachePolicy.NONE, "", ("jobs",)),
+    }
+
+
+def test_the_default_policy_applies_when_no_rule_picks_a_read(tmp_path: Path) -> None:
+    spec = _spec({"/slurm/v0.0.44/licenses/": {"get": _op("licenses")}})
+    build, problems = parse([spec], _policies(tmp_path))
+    assert problems == []
+    (route,) = build.apis[0].routes
+    assert (route.cache, route.cache_group, route.invalidates) == (CachePolicy.NONE, "", ())
+
+
+def test_a_default_that_caches_is_a_problem_as_it_gives_no_group(tmp_path: Path) -> None:
+    cache = CACHE.replace('default = "none"', 'default = "short"')
+    spec = _spec(
+        {
+            "/slurm/v0.0.44/licenses/": {"get": _op("licenses")},
+            "/slurm/v0.0.44/nodes/": {"get": _op("nodes")},
+        }
+    )
+    build, problems = parse([spec], _policies(tmp_path, cache=cache))
+    assert [str(p) for p in problems] == [
+        "v0.0.44 GET /slurm/v0.0.44/licenses/: cache.toml's default caches this operation (short) "
+        "but only a [[rule]] can give it the cache group that invalidates it; add a [[rule]] "
+        "with a 'group'"
+    ]
+    routes = {r.operation.operation_id: r for r in build.apis[0].routes}
+    assert (routes["licenses"].cache, routes["licenses"].cache_group) == (CachePolicy.SHORT, "")
+    assert (routes["nodes"].cache, routes["nodes"].cache_group) == (CachePolicy.SHORT, "nodes")
+
+
+def test_cache_rules_that_disagree_on_the_group_are_a_conflict(tmp_path: Path) -> None:
+    cache = CACHE + textwrap.dedent(
+        """
+        [[rule]]
+        namespace = "slurm"
+        path = "/**"
+        except = ["/ping"]
+        methods = ["GET"]
+        policy = "normal"
+        group = "everything"
+        """
+    )
+    spec = _spec({"/slurm/v0.0.44/jobs/": {"get": _op("jobs")}})
+    build, problems = parse([spec], _policies(tmp_path, cache=cache))
+    assert [p.message for p in problems] == [
+        "cache rules disagree: cache.toml [[rule]] #2 says normal in group jobs; "
+        "cache.toml [[rule]] #4 says normal in group everything"
+    ]
+    (route,) = build.apis[0].routes
+    assert (route.cache, route.cache_group) == (CachePolicy.NONE, "")
+
+
+def test_a_mutating_operation_no_invalidate_rule_picks_is_a_problem(tmp_path: Path) -> None:
+    scopes = SCOPES + textwrap.dedent(
+        """
+        [[rule]]
+        namespace = "slurm"
+        path = "/**"
+        methods = ["POST"]
+        except = ["/job/**"]
+        scope = "slurm:jobs:manage"
+        """
+    )
+    cache = CACHE + textwrap.dedent(
+        """
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/shutdown"
+        methods = ["POST"]
+        groups = []
+        why = "nothing cached survives it anyway"
+        """
+    )
+    spec = _spec(
+        {
+            "/slurm/v0.0.44/job/{job_id}": {"delete": _op("cancel", parameters=[JOB_ID])},
+            "/slurm/v0.0.44/nodes/": {"post": _op("update_nodes")},
+            "/slurm/v0.0.44/shutdown/": {"post": _op("shutdown")},
+        }
+    )
+    build, problems = parse([spec], _policies(tmp_path, scopes=scopes, cache=cache))
+    assert [str(p) for p in problems] == [
+        "v0.0.44 POST /slurm/v0.0.44/nodes/: no [[invalidate]] rule in cache.toml picks this "
+        "mutating operation"
+    ]
+    invalidates = {r.operation.operation_id: r.invalidates for r in build.apis[0].routes}
+    # an empty `groups` is a decision too: the operation is covered and clears nothing
+    assert invalidates == {"cancel": ("jobs",), "update_nodes": (), "shutdown": ()}
+
+
+def test_invalidated_groups_are_the_sorted_union_of_every_picking_rule(tmp_path: Path) -> None:
+    cache = CACHE + textwrap.dedent(
+        """
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/job/{job_id}"
+        methods = ["DELETE"]
+        groups = ["nodes", "jobs"]
+        why = "a cancelled job frees its nodes"
+        """
+    )
+    spec = _spec(
+        {
+            "/slurm/v0.0.44/job/submit": {"post": _op("submit")},
+            "/slurm/v0.0.44/job/{job_id}": {"delete": _op("cancel", parameters=[JOB_ID])},
+        }
+    )
+    build, problems = parse([spec], _policies(tmp_path, cache=cache))
+    assert problems == []
+    invalidates = {r.operation.operation_id: r.invalidates for r in build.apis[0].routes}
+    assert invalidates == {"submit": ("jobs",), "cancel": ("jobs", "nodes")}
+
+
+def test_an_invalidate_rule_picking_a_read_is_a_problem(tmp_path: Path) -> None:
+    cache = CACHE + textwrap.dedent(
+        """
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/jobs"
+        methods = ["GET", "DELETE"]
+        groups = ["jobs"]
+        """
+    )
+    spec = _spec({"/slurm/v0.0.44/jobs/": {"get": _op("jobs")}})
+    build, problems = parse([spec], _policies(tmp_path, cache=cache))
+    assert [str(p) for p in problems] == [
+        "v0.0.44 GET /slurm/v0.0.44/jobs/: cache.toml [[invalidate]] #3 picks this operation, "
+        "but it does not mutate, so it cannot invalidate"
+    ]
+    (route,) = build.apis[0].routes
+    assert (route.cache_group, route.invalidates) == ("jobs", ())
 
 
 def test_every_operation_without_a_scope_is_reported_together(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import MUTATING_METHODS, CachePolicy, LocationKind, Route
-from slurmgate.policies.rules import load_scope_rules
+from slurmgate.policies.rules import load_cache_rules, load_scope_rules
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VERSION_IDS = [api.version for api in VERSIONS]
@@ -61,6 +61,53 @@ def test_mutating_operations_are_never_cached_nor_read_scoped(version: str) -> N
         if route.mutating:
             assert route.cache is CachePolicy.NONE, route.path
             assert not route.scope.endswith(":read") or route.scope == "util:read", route.path
+
+
+#: Every group some cached read of some version belongs to.
+READ_GROUPS = frozenset(
+    r.cache_group for routes in ROUTES.values() for r in routes if r.cache_group
+)
+
+
+@pytest.mark.parametrize("version", VERSION_IDS)
+def test_cached_reads_have_a_group_and_mutations_say_what_they_invalidate(version: str) -> None:
+    defined = load_cache_rules().groups
+    for route in ROUTES[version]:
+        where = f"{route.method} {route.path}"
+        if route.cache is CachePolicy.NONE:
+            assert route.cache_group == "", where
+        else:
+            assert route.cache_group in defined, where
+        if route.mutating:
+            assert route.invalidates, where
+            assert list(route.invalidates) == sorted(set(route.invalidates)), where
+            assert set(route.invalidates) <= READ_GROUPS, where
+        else:
+            assert route.invalidates == (), where
+
+
+def test_every_read_group_is_invalidated_by_some_mutation() -> None:
+    """Otherwise a client would read its own writes only after a TTL, never right away."""
+    invalidated = {g for routes in ROUTES.values() for r in routes for g in r.invalidates}
+    assert invalidated == READ_GROUPS == load_cache_rules().groups
+
+
+def test_groups_span_versions() -> None:
+    """Group names carry no version: a submit through v0.0.45 clears v0.0.40's job list."""
+    by_key = {(r.method, r.path): r for routes in ROUTES.values() for r in routes}
+    submit = by_key[("POST", "/slurm/v0.0.45/job/submit")]
+    assert submit.invalidates == ("db-jobs", "jobs")
+    assert by_key[("GET", "/slurm/v0.0.40/jobs/")].cache_group == "jobs"
+    assert by_key[("GET", "/slurmdb/v0.0.40/jobs/")].cache_group == "db-jobs"
+    assert by_key[("GET", "/slurm/v0.0.44/resources/{job_id}")].cache_group == "jobs"
+    reconfigure = by_key[("GET", "/slurm/v0.0.42/reconfigure/")]
+    assert reconfigure.invalidates == (
+        "jobs", "licenses", "nodes", "partitions", "reservations", "shares", "slurm-conf",
+    )  # fmt: skip
+    post_config = by_key[("POST", "/slurmdb/v0.0.43/config")]
+    assert set(post_config.invalidates) == {
+        g for r in ROUTES["v0.0.43"] if r.namespace == "slurmdb" for g in (r.cache_group,) if g
+    } | {"shares"}
 
 
 @pytest.mark.parametrize("version", VERSION_IDS)
@@ -141,6 +188,13 @@ def test_route_json_form() -> None:
     assert data["scope"] == "slurm:jobs:manage"
     assert data["mutating"] is True
     assert data["cache_policy"] == "none"
+    assert data["cache_group"] == ""
+    assert data["invalidates"] == ["db-jobs", "jobs"]
+    jobs = next(
+        r for r in ROUTES[VERSION_IDS[-1]] if r.method == "GET" and r.path.endswith("/jobs/")
+    )
+    assert jobs.as_json()["cache_group"] == "jobs"
+    assert jobs.as_json()["invalidates"] == []
     assert {
         "kind": "body",
         "path": ["job", "account"],

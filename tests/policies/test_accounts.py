@@ -53,6 +53,8 @@ def hand_route(*locations: AccountLocation, body_model: str | None = None) -> Ro
         mutating=True,
         scope="test",
         cache=CachePolicy.NONE,
+        cache_group="",
+        invalidates=(),
         accounts=locations,
     )
 

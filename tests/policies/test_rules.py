@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,15 @@ def test_shipped_policy_files_load() -> None:
     scopes = load_scope_rules()
     assert "slurm:jobs:manage" in scopes.scopes
     assert {rule.scope for rule in scopes.rules} <= set(scopes.scopes)
-    assert load_cache_rules().default is CachePolicy.NONE
+    cache = load_cache_rules()
+    assert cache.default is CachePolicy.NONE
+    assert cache.groups == {
+        "jobs", "nodes", "licenses", "partitions", "reservations", "shares", "slurm-conf",
+        "db-jobs", "associations", "users", "wckeys", "instances", "accounts", "clusters", "qos",
+        "tres", "db-config",
+    }  # fmt: skip
+    assert all(rule.group for rule in cache.rules if rule.policy is not CachePolicy.NONE)
+    assert all(not rule.group for rule in cache.rules if rule.policy is CachePolicy.NONE)
     accounts = load_account_rules()
     assert accounts.detect.search("parent_account")
     assert accounts.detect.search("with_sub_accts")
@@ -126,4 +135,194 @@ key = "header:job_id"
         "accounts.toml: [[body]] #1: 'form' and 'when_absent' only apply to account fields",
         "accounts.toml: [[lookup]] #1: 'key' is 'header:job_id', expected path:NAME, "
         "query:NAME or body:FIELD",
+    )
+
+
+def _cache_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cache.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_cache_groups_and_invalidate_rules_load(tmp_path: Path) -> None:
+    path = _cache_file(
+        tmp_path,
+        """
+        default = "none"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/jobs/**"
+        methods = ["GET"]
+        policy = "short"
+        group = "jobs"
+
+        [[rule]]
+        namespace = "slurmdb"
+        path = "/jobs"
+        methods = ["GET"]
+        policy = "normal"
+        group = "db-jobs"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/ping"
+        methods = ["GET"]
+        policy = "none"
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/job/submit"
+        methods = ["POST"]
+        groups = ["jobs", "db-jobs", "jobs"]
+        why = "a new job shows in both job lists"
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/shutdown"
+        methods = ["POST"]
+        groups = []
+        why = "nothing cached outlives it"
+        """,
+    )
+    rules = load_cache_rules(path)
+    assert [(rule.policy, rule.group) for rule in rules.rules] == [
+        (CachePolicy.SHORT, "jobs"),
+        (CachePolicy.NORMAL, "db-jobs"),
+        (CachePolicy.NONE, ""),
+    ]
+    assert rules.groups == {"jobs", "db-jobs"}
+    # sorted and without repeats, so the generated tables do not depend on how the file lists them
+    assert [rule.groups for rule in rules.invalidations] == [("db-jobs", "jobs"), ()]
+    (submit,) = rules.invalidating("slurm", ("job", "submit"), "POST")
+    assert submit.origin == "cache.toml [[invalidate]] #1"
+    assert rules.invalidating("slurm", ("job", "submit"), "GET") == []
+    assert rules.invalidating("slurmdb", ("job", "submit"), "POST") == []
+
+
+def test_cache_group_problems_name_the_table(tmp_path: Path) -> None:
+    path = _cache_file(
+        tmp_path,
+        """
+        default = "none"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/jobs"
+        methods = ["GET"]
+        policy = "short"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/ping"
+        methods = ["GET"]
+        policy = "none"
+        group = "ping"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/nodes"
+        methods = ["GET"]
+        policy = "short"
+        group = "Nodes"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/licenses"
+        methods = ["GET"]
+        policy = "short"
+        group = 7
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/shares"
+        methods = ["GET"]
+        policy = "normal"
+        group = "shares"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/diag"
+        methods = ["GET"]
+        policy = "sometimes"
+        group = "diag"
+        """,
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_cache_rules(path)
+    assert caught.value.problems == (
+        "cache.toml: [[rule]] #1: missing 'group': every cached operation belongs to a cache group",
+        "cache.toml: [[rule]] #2: policy 'none' caches nothing, so the rule takes no 'group'",
+        "cache.toml: [[rule]] #3: 'group' is 'Nodes', expected a cache group name like 'jobs' "
+        "([a-z][a-z0-9-]*)",
+        "cache.toml: [[rule]] #4: 'group' is 7, expected a cache group name like 'jobs' "
+        "([a-z][a-z0-9-]*)",
+        # a policy that is not one says nothing about whether a group belongs: one problem only
+        "cache.toml: [[rule]] #6: 'policy' is 'sometimes', expected one of none, short, normal, "
+        "long",
+    )
+
+
+def test_invalidate_problems_name_the_table(tmp_path: Path) -> None:
+    path = _cache_file(
+        tmp_path,
+        """
+        default = "none"
+
+        [[rule]]
+        namespace = "slurm"
+        path = "/jobs"
+        methods = ["GET"]
+        policy = "short"
+        group = "jobs"
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/job/submit"
+        methods = ["POST"]
+        groups = ["jobs", "job"]
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/jobs"
+        methods = ["DELETE"]
+        groups = "jobs"
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/job/{job_id}"
+        methods = ["POST"]
+        groups = ["jobs", "Jobs!", 3]
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/reconfigure"
+        methods = ["GET"]
+
+        [[invalidate]]
+        namespace = "slurm"
+        path = "/shutdown"
+        methods = ["POST"]
+        groups = []
+
+        [[invalidate]]
+        path = "/nodes"
+        groups = ["jobs"]
+        policy = "short"
+        """,
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_cache_rules(path)
+    assert caught.value.problems == (
+        "cache.toml: [[invalidate]] #1: group 'job' is not the 'group' of any [[rule]]",
+        "cache.toml: [[invalidate]] #2: 'groups' must be a list of cache group names",
+        "cache.toml: [[invalidate]] #3: 'groups' item is 'Jobs!', expected a cache group name "
+        "like 'jobs' ([a-z][a-z0-9-]*)",
+        "cache.toml: [[invalidate]] #3: 'groups' item is 3, expected a cache group name like "
+        "'jobs' ([a-z][a-z0-9-]*)",
+        "cache.toml: [[invalidate]] #4: missing 'groups'",
+        "cache.toml: [[invalidate]] #5: a rule saying operations invalidate nothing must say 'why'",
+        "cache.toml: [[invalidate]] #6: unknown key 'policy'",
+        "cache.toml: [[invalidate]] #6: missing 'namespace'",
+        "cache.toml: [[invalidate]] #6: missing 'methods'",
     )
