@@ -13,7 +13,7 @@ LAB := $(PYTHON) -m tests.lab
 LAB_DIR ?= /var/lib/slurmgate-lab
 export SLURMGATE_LAB_DIR := $(LAB_DIR)
 # Debian packages the project needs on the host (the lab's own packages live in its chroots).
-APT_PACKAGES := debootstrap munge
+APT_PACKAGES := debootstrap munge redis-server
 # make specs SLURMRESTD=/usr/sbin/slurmrestd uses a site's binary instead of the lab's chroots.
 SLURMRESTD ?=
 # Arguments for pytest, e.g. make test PYTEST_ARGS='-k routes -x'.

@@ -6,11 +6,13 @@ Request pipeline (outermost first)::
     route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
     authenticate         credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py)
     authorize            scope, group and network requirements, accounts, or 403 (authorize.py)
+    cache                reads from the response cache; writes invalidate it (pipeline/cache.py)
     forward              act for the caller upstream, pass the answer through (pipeline/upstream.py)
 
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
-watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), and
-the discovery of the API versions the upstream serves.
+watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), the
+response cache (and its Redis connections), and the discovery of the API versions the upstream
+serves.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from slurmgate.server.identity.tokens import tokens_ctx
 from slurmgate.server.keys import SETTINGS, UPSTREAM_VERSIONS
 from slurmgate.server.pipeline.authenticate import authenticate
 from slurmgate.server.pipeline.authorize import authorize
+from slurmgate.server.pipeline.cache import cache, cache_ctx
 from slurmgate.server.pipeline.upstream import forward
 from slurmgate.server.routing import add_api_routes, route_middleware, versions_ctx
 from slurmgate.server.upstream import slurm_user_token_ctx, transport_ctx
@@ -56,12 +59,13 @@ def build_app(settings: Settings) -> web.Application:
             route_middleware(),
             authenticate(),
             authorize(requirements=authorization.requirements(), groups=groups.groups),
+            cache(),
         ],
         client_max_size=settings.limits.max_body_bytes,
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend(
-        [tokens_ctx, munge_ctx, transport_ctx, slurm_user_token_ctx, versions_ctx]
+        [tokens_ctx, munge_ctx, transport_ctx, slurm_user_token_ctx, cache_ctx, versions_ctx]
     )
     # Routes named "public-..." need no credentials.
     app.router.add_get("/meta/versions", meta.versions, name="public-meta-versions")

@@ -14,22 +14,14 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from yarl import URL
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.requirements import Requirement
 from slurmgate.policies.rules import load_scope_rules
+from slurmgate.server.cache.settings import CacheSettings
+from slurmgate.server.config_types import ConfigPath, PositiveSeconds, Section, Text, Texts
 from slurmgate.server.errors import ConfigError
 
 __all__ = [
@@ -44,32 +36,6 @@ __all__ = [
     "UpstreamSettings",
     "load_settings",
     "parse_settings",
-]
-
-PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
-#: A non-empty string (no NUL: it may end up in a command line or a path).
-Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00]+$")]
-#: A TOML array of non-empty strings.
-Texts = Annotated[tuple[Text, ...], Field(strict=False)]
-
-
-def _not_empty(value: object) -> object:
-    if value == "":
-        raise ValueError("an empty path; leave the key out instead")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("a path with a NUL byte")
-    return value
-
-
-def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
-    """A relative path in the file means relative to the file's folder, not to the cwd."""
-    base = (info.context or {}).get("base")
-    return value if value.is_absolute() or base is None else base / value
-
-
-#: A path in the configuration; relative ones are taken from the configuration file's folder.
-ConfigPath = Annotated[
-    Path, Field(strict=False), BeforeValidator(_not_empty), AfterValidator(_relative_to_config)
 ]
 
 
@@ -91,19 +57,14 @@ def _check_url(value: str) -> str:
     return value
 
 
-class _Section(BaseModel):
-    # Strict: "8080" is not a port and "yes" is not true; TOML has real numbers and booleans.
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class ListenSettings(_Section):
+class ListenSettings(Section):
     """Where the gateway accepts clients."""
 
     host: Text = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
 
 
-class UpstreamSettings(_Section):
+class UpstreamSettings(Section):
     """How the gateway reaches slurmrestd."""
 
     transport: Literal["http", "unix", "inetd"] = "http"
@@ -136,7 +97,7 @@ class UpstreamSettings(_Section):
         return self
 
 
-class SlurmUserTokenSettings(_Section):
+class SlurmUserTokenSettings(Section):
     """Where the SlurmUser token that the gateway sends upstream comes from."""
 
     source: Literal["jwt_key", "command", "file"] = "jwt_key"
@@ -170,7 +131,7 @@ class SlurmUserTokenSettings(_Section):
         return self
 
 
-class MungeSettings(_Section):
+class MungeSettings(Section):
     """``Authorization: MUNGE <credential>`` for callers on the cluster."""
 
     enabled: bool = False
@@ -192,7 +153,7 @@ class MungeSettings(_Section):
     deny_users: Texts = ("root", "slurm")
 
 
-class AuthSettings(_Section):
+class AuthSettings(Section):
     """How callers prove who they are."""
 
     #: the tokens file (TOML) managed by `slurmgate token`
@@ -214,7 +175,7 @@ def _operation_ids() -> frozenset[str]:
     return frozenset(route.operation_id for routes in ROUTES.values() for route in routes)
 
 
-class RequirementSettings(_Section):
+class RequirementSettings(Section):
     """One ``[[authorization.require]]`` rule: operations it picks, groups and networks needed."""
 
     #: operations needing one of these scopes are picked
@@ -269,7 +230,7 @@ class RequirementSettings(_Section):
         return self
 
 
-class AuthorizationSettings(_Section):
+class AuthorizationSettings(Section):
     """What operations require beyond a token's scopes: Unix groups and source networks."""
 
     #: rules; every rule that picks an operation must be satisfied
@@ -295,14 +256,14 @@ class AuthorizationSettings(_Section):
         )
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(Section):
     """Limits on what clients may send."""
 
     #: largest request body accepted, in bytes; larger gets 413
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
 
 
-class Settings(_Section):
+class Settings(Section):
     """The whole configuration file."""
 
     listen: ListenSettings = ListenSettings()
@@ -311,6 +272,7 @@ class Settings(_Section):
     auth: AuthSettings
     authorization: AuthorizationSettings = AuthorizationSettings()
     limits: LimitsSettings = LimitsSettings()
+    cache: CacheSettings = CacheSettings()
     #: API versions to serve (default: every generated version the upstream serves)
     versions: Texts = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"

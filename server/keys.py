@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from slurmgate.policies.routing import Route
+    from slurmgate.server.cache import ResponseCache
     from slurmgate.server.config import Settings
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from slurmgate.server.upstream.transport import Transport
 
 __all__ = [
+    "CACHE",
     "IDENTITY",
     "MUNGE",
     "ROUTE",
@@ -33,6 +35,8 @@ TOKENS: web.AppKey[TokenStore] = web.AppKey("tokens")
 MUNGE: web.AppKey[MungeVerifier | None] = web.AppKey("munge")
 TRANSPORT: web.AppKey[Transport] = web.AppKey("transport")
 SLURM_USER_TOKEN: web.AppKey[SlurmUserToken] = web.AppKey("slurm_user_token")
+#: the response cache; None when ``cache.backend = "off"``
+CACHE: web.AppKey[ResponseCache | None] = web.AppKey("cache")
 #: API versions served, oldest first: generated versions the upstream also serves
 UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
 

@@ -1,10 +1,13 @@
-"""Fixtures shared by every test: the real Slurm lab."""
+"""Fixtures shared by every test: the real Slurm lab, a real redis-server."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from tests.lab.env import Lab, load_lab, start_lab
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +18,17 @@ def lab() -> Lab:
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
     return load_lab()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, on a free loopback port; fails if it cannot start."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

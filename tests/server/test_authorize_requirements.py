@@ -110,6 +110,9 @@ async def start(tmp_path: Path, **authorization: object) -> AsyncIterator[Gatewa
                     "group_file": str(group_file),
                     **authorization,
                 },
+                # Each allowed request must reach the fake as its own user; a cache hit would
+                # answer zed with alice's answer (tests/server/pipeline/test_cache.py covers that).
+                "cache": {"backend": "off"},
             },
             origin="test",
         )

@@ -234,9 +234,60 @@ def test_the_example_shows_every_key() -> None:
             id="unknown-nested-key",
         ),
         pytest.param(
-            VALID + "[cache]\nttl = 5\n",
-            ["cache: Extra inputs are not permitted"],
+            VALID + "[caching]\nttl = 5\n",
+            ["caching: Extra inputs are not permitted"],
             id="unknown-table",
+        ),
+        pytest.param(
+            VALID + "[cache]\nttl = 5\n",
+            ["cache.ttl: Extra inputs are not permitted"],
+            id="cache-unknown-key",
+        ),
+        pytest.param(
+            VALID + '[cache]\nbackend = "memcached"\n',
+            ["cache.backend: Input should be 'memory', 'redis' or 'off'"],
+            id="cache-backend",
+        ),
+        pytest.param(
+            VALID + '[cache]\nredis_url = "redis://:secret@10.0.0.5:6379/0"\n',
+            [
+                "cache.redis_url: must not hold credentials; use cache.redis_username and "
+                "cache.redis_password_file"
+            ],
+            id="cache-redis-credentials",
+        ),
+        pytest.param(
+            VALID + '[cache]\nredis_url = "http://10.0.0.5:6379"\n',
+            [
+                "cache.redis_url: must be redis:// or rediss:// followed by a host, "
+                "e.g. redis://127.0.0.1:6379/0"
+            ],
+            id="cache-redis-scheme",
+        ),
+        pytest.param(
+            VALID + '[cache]\nredis_url = "redis://10.0.0.5:6379/zero"\n',
+            ["cache.redis_url: the path must be a database number, e.g. /0, not '/zero'"],
+            id="cache-redis-db",
+        ),
+        pytest.param(
+            VALID + '[cache]\nkey_prefix = "a b"\n',
+            ["cache.key_prefix: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}"],
+            id="cache-prefix",
+        ),
+        pytest.param(
+            VALID + "[cache.short]\nmin = 20.0\n",
+            ["cache.short: min (20.0) is more than max (10.0)"],
+            id="cache-min-over-max",
+        ),
+        pytest.param(
+            VALID + "[cache]\nfallback_lifetime = 60\n[cache.long]\nmax = 120.0\n",
+            ["cache: fallback_lifetime (60) is shorter than the longest freshness (120.0)"],
+            id="cache-lifetime",
+        ),
+        pytest.param(
+            VALID + "[cache]\ntimeout = 0\n",
+            ["cache.timeout: Input should be greater than 0"],
+            id="cache-timeout",
         ),
         pytest.param(
             VALID.replace('url = "http://127.0.0.1:6820"', 'transport = "http"'),

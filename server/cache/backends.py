@@ -1,0 +1,254 @@
+"""Where entries live: one process's memory, or a Redis server shared by replicas (both aiocache).
+
+A backend stores :class:`~.entry.Entry` values, the generation token of each cache group, and
+(Redis only) the short locks that let one replica fill a missing entry while the others wait.
+Backends raise whatever their client raises; :class:`~.store.ResponseCache` turns every failure
+into "no cache" for a while.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.serializers import NullSerializer
+from yarl import URL
+
+from slurmgate.server.cache.entry import Entry, decode, encode
+from slurmgate.server.cache.settings import CacheSettings
+
+__all__ = ["Backend", "MemoryBackend", "RedisBackend", "make_backend", "new_generation"]
+
+#: Generation of a group never invalidated (no key yet).
+_INITIAL = ""
+
+
+def new_generation() -> str:
+    """A fresh generation token: random, so a lost counter can never repeat an old value."""
+    return secrets.token_hex(8)
+
+
+class Backend(Protocol):
+    """Storage for entries, generation tokens and fill locks."""
+
+    #: whether other gateway processes see the same data (and so need the fill lock)
+    shared: bool
+
+    async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
+        """The entry stored under ``entry_key`` (None if absent or unreadable) and the current
+        generation token of its group, in one round trip."""
+        ...
+
+    async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:
+        """Store ``entry`` for ``ttl`` seconds."""
+        ...
+
+    async def bump(self, generation_keys: Sequence[str]) -> None:
+        """Give each group a new generation token: their stored entries stop being fresh."""
+        ...
+
+    async def try_lock(self, key: str, token: str, lease: float) -> bool:
+        """Take the lock ``key`` for ``lease`` seconds unless someone holds it."""
+        ...
+
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        """Renew the lock if ``token`` still holds it."""
+        ...
+
+    async def release_lock(self, key: str, token: str) -> None:
+        """Drop the lock if ``token`` still holds it."""
+        ...
+
+    async def lock_held(self, key: str) -> bool:
+        """Whether anyone holds the lock ``key``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryBackend:
+    """Entries in this process (aiocache's SimpleMemoryCache), within a byte budget.
+
+    aiocache expires entries but has no size limit, so the budget is kept here: entries are
+    tracked in least-recently-used order and the oldest are deleted when the total goes over.
+    """
+
+    shared = False
+
+    def __init__(self, max_bytes: int) -> None:
+        self._cache = SimpleMemoryCache(serializer=NullSerializer(), timeout=None)
+        self._max_bytes = max_bytes
+        # Guarded by the event loop: touched only between awaits of one coroutine at a time.
+        self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._total = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of entries currently counted against the budget."""
+        return self._total
+
+    async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
+        """See :meth:`Backend.read`."""
+        entry, generation = await self._cache.multi_get([entry_key, generation_key])
+        if entry is None:
+            self._forget(entry_key)
+        else:
+            self._sizes.move_to_end(entry_key)
+        return (entry if isinstance(entry, Entry) else None), str(generation or _INITIAL)
+
+    async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:
+        """See :meth:`Backend.write`."""
+        size = entry.size
+        if size > self._max_bytes:
+            return
+        self._forget(entry_key)
+        await self._cache.set(entry_key, entry, ttl=ttl)
+        self._sizes[entry_key] = size
+        self._total += size
+        while self._total > self._max_bytes:
+            oldest, _ = next(iter(self._sizes.items()))
+            self._forget(oldest)
+            await self._cache.delete(oldest)
+
+    async def bump(self, generation_keys: Sequence[str]) -> None:
+        """See :meth:`Backend.bump`."""
+        for key in generation_keys:
+            await self._cache.set(key, new_generation())
+
+    async def try_lock(self, key: str, token: str, lease: float) -> bool:
+        """One process needs no lock: its own single-flight merges identical misses."""
+        return True
+
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        """See :meth:`try_lock`."""
+        return True
+
+    async def release_lock(self, key: str, token: str) -> None:
+        """See :meth:`try_lock`."""
+
+    async def lock_held(self, key: str) -> bool:
+        """See :meth:`try_lock`."""
+        return False
+
+    async def close(self) -> None:
+        """Drop every entry."""
+        await self._cache.clear()
+        self._sizes.clear()
+        self._total = 0
+
+    def _forget(self, key: str) -> None:
+        size = self._sizes.pop(key, None)
+        if size is not None:
+            self._total -= size
+
+
+# Compare-and-act on a lock's token, so a replica never renews or drops another's lock.
+_EXTEND = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('del', KEYS[1]) else return 0 end"
+)
+
+
+class RedisBackend:
+    """Entries in Redis (aiocache's RedisCache), in the envelope of :mod:`.entry`."""
+
+    shared = True
+
+    def __init__(
+        self, url: str, *, username: str | None, password: str | None, timeout: float
+    ) -> None:
+        parsed = URL(url)
+        db = int(parsed.path.strip("/") or 0)
+        pool: dict[str, object] = {"socket_timeout": timeout}
+        if username is not None:
+            pool["username"] = username
+        self._cache = RedisCache(
+            serializer=NullSerializer(encoding=None),
+            endpoint=parsed.host,
+            port=parsed.port,
+            db=db,
+            password=password,
+            ssl=parsed.scheme == "rediss",
+            create_connection_timeout=timeout,
+            connection_pool_kwargs=pool,
+            timeout=None,
+        )
+
+    async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
+        """See :meth:`Backend.read`."""
+        data, generation = await self._cache.multi_get([entry_key, generation_key])
+        entry: Entry | None = None
+        if isinstance(data, bytes):
+            try:
+                entry = decode(data)
+            except ValueError:
+                entry = None  # another format or a stray value: as if absent
+        if isinstance(generation, bytes):
+            return entry, generation.decode("ascii", "replace")
+        return entry, _INITIAL
+
+    async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:
+        """See :meth:`Backend.write`."""
+        await self._cache.set(entry_key, encode(entry), ttl=ttl)
+
+    async def bump(self, generation_keys: Sequence[str]) -> None:
+        """See :meth:`Backend.bump`."""
+        if generation_keys:
+            await self._cache.multi_set([(key, new_generation()) for key in generation_keys])
+
+    async def try_lock(self, key: str, token: str, lease: float) -> bool:
+        """See :meth:`Backend.try_lock`."""
+        try:
+            return bool(await self._cache.add(key, token, ttl=float(lease)))
+        except ValueError:  # aiocache's "key already exists"
+            return False
+
+    async def extend_lock(self, key: str, token: str, lease: float) -> bool:
+        """See :meth:`Backend.extend_lock`."""
+        done = await self._cache.raw("eval", _EXTEND, 1, key, token, int(lease * 1000))
+        return bool(done)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        """See :meth:`Backend.release_lock`."""
+        await self._cache.raw("eval", _RELEASE, 1, key, token)
+
+    async def lock_held(self, key: str) -> bool:
+        """See :meth:`Backend.lock_held`."""
+        return bool(await self._cache.exists(key))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        # aiocache's close() calls redis-py's deprecated close(); aclose() is its replacement.
+        await self._cache.client.aclose()
+
+
+def make_backend(settings: CacheSettings) -> Backend | None:
+    """The backend ``settings`` ask for; None when the cache is off."""
+    if settings.backend == "memory":
+        return MemoryBackend(settings.memory_max_bytes)
+    if settings.backend == "redis":
+        password = None
+        if settings.redis_password_file is not None:
+            password = _first_line(settings.redis_password_file)
+        return RedisBackend(
+            settings.redis_url,
+            username=settings.redis_username,
+            password=password,
+            timeout=settings.timeout,
+        )
+    return None
+
+
+def _first_line(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    return text.splitlines()[0] if text else ""

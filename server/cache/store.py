@@ -1,0 +1,384 @@
+"""The response cache: lookups, single-flight fills, invalidation, and surviving its backend.
+
+Nothing here knows HTTP frameworks; the pipeline step (server/pipeline/cache.py) decides what a
+request wants and builds responses. What this module guarantees:
+
+- identical misses share one upstream call: in a process through :class:`.flight.SingleFlight`,
+  across replicas sharing Redis through a lock with a lease that the filling replica renews, so
+  a replica that dies stops blocking the others within one lease;
+- only answers worth reusing are stored (:func:`cacheable`), each with its group's generation,
+  so bumping a generation (:meth:`ResponseCache.invalidate`) retires every entry of the group;
+- a backend that fails or is slow never fails a request: the call is abandoned after
+  ``timeout``, the backend is left alone for ``retry_interval`` (requests go upstream, still
+  merged in-process), and invalidations made meanwhile are applied before it is read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from slurmgate.server.cache.backends import Backend
+from slurmgate.server.cache.entry import Entry
+from slurmgate.server.cache.flight import SingleFlight
+from slurmgate.server.cache.freshness import freshness
+from slurmgate.server.cache.keys import KeySpace
+from slurmgate.server.cache.settings import CacheSettings, FreshnessSettings
+
+__all__ = [
+    "Answer",
+    "CacheStats",
+    "Filled",
+    "Lookup",
+    "ResponseCache",
+    "cacheable",
+]
+
+log = logging.getLogger("slurmgate.cache")
+
+T = TypeVar("T")
+
+#: A non-empty ``errors`` array anywhere in a JSON body. ``"errors"`` with its quotes cannot occur
+#: inside a JSON string (quotes there are escaped), so every match is a key.
+_ERRORS_KEY = re.compile(rb'"errors"\s*:\s*(\[\s*\])?')
+_POLL_FIRST = 0.01
+_POLL_MAX = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer as the gateway passes it on: status, headers without hop-by-hop ones, bytes."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+def cacheable(answer: Answer) -> bool:
+    """Whether ``answer`` may be reused: a 2xx JSON answer whose ``errors`` arrays are all empty.
+
+    Error answers, and 200 answers reporting errors (slurmrestd does both), are never stored.
+    Non-JSON answers (YAML) are not either, since their errors cannot be checked the same way.
+    """
+    if not 200 <= answer.status < 300:
+        return False
+    content_type = (answer.header("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return False
+    return all(match[1] is not None for match in _ERRORS_KEY.finditer(answer.body))
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters for metrics and tests; each is only ever incremented."""
+
+    hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    bypasses: int = 0
+    #: misses answered by another request's upstream call in this process
+    shared: int = 0
+    #: misses answered by an entry another replica stored while this one waited
+    peer_fills: int = 0
+    #: upstream calls made to fill the cache
+    fetches: int = 0
+    stores: int = 0
+    #: answers not stored because they are errors (see :func:`cacheable`)
+    not_stored: int = 0
+    invalidations: int = 0
+    #: failed or timed-out backend operations
+    backend_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the cache holds for a request's key when the request arrived."""
+
+    material: str
+    group: str
+    entry_key: str
+    #: the stored entry, fresh or not (a stale one still serves stale-if-error); None if none
+    entry: Entry | None
+    #: the group's current generation; an entry of another generation is not fresh
+    generation: str
+    #: whether the backend answered; if not, nothing will be stored for this request
+    backend_ok: bool
+
+    def fresh(self, now: float, max_age: int | None = None) -> Entry | None:
+        """The entry if it is fresh now (and no older than the client's ``max_age``)."""
+        entry = self.entry
+        if entry is None or entry.generation != self.generation or now >= entry.stale_at:
+            return None
+        if max_age is not None and entry.age(now) > max_age:
+            return None
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """The outcome of a fill: the answer and, when it was stored (or found), its entry."""
+
+    answer: Answer
+    #: the stored entry (its times give Age and max-age); None if not stored
+    entry: Entry | None
+    #: who the upstream call was made for (None: the entry came from another replica)
+    user: str | None
+    #: the answer came from an entry another replica stored while this one waited
+    from_peer: bool = False
+
+
+class _BackendDown(Exception):
+    """The backend failed just now or is being left alone after a failure."""
+
+
+class ResponseCache:
+    """The cache of one gateway process; see the module docstring."""
+
+    def __init__(self, backend: Backend, settings: CacheSettings, *, max_wait: float) -> None:
+        self._backend = backend
+        self._settings = settings
+        self._keys = KeySpace(settings.key_prefix)
+        #: longest a replica waits for another to fill an entry before calling upstream itself
+        self._max_wait = max_wait
+        self.stats = CacheStats()
+        # All of the below are guarded by the event loop (no await between read and write).
+        self._flights: SingleFlight[tuple[str, ...], Filled] = SingleFlight()
+        #: monotonic time before which the backend is not tried again (0: healthy)
+        self._down_until = 0.0
+        #: groups invalidated while the backend was failing; bumped before it is read again
+        self._pending: set[str] = set()
+        #: per-group counter bumped by every invalidation, so that in-process flights started
+        #: before an invalidation are never joined after it, even while the backend is down
+        self._local_generation: dict[str, int] = {}
+
+    @property
+    def flights(self) -> SingleFlight[tuple[str, ...], Filled]:
+        """The in-process single-flight (for tests and metrics)."""
+        return self._flights
+
+    @property
+    def available(self) -> bool:
+        """Whether the backend is currently used (not left alone after a failure)."""
+        return time.monotonic() >= self._down_until
+
+    async def lookup(self, material: str, group: str) -> Lookup:
+        """What is stored for ``material``; a failing backend reads as "nothing stored"."""
+        entry_key = self._keys.entry(material)
+        try:
+            await self._flush_pending()
+            entry, generation = await self._call(
+                lambda: self._backend.read(entry_key, self._keys.generation(group))
+            )
+        except _BackendDown:
+            return Lookup(material, group, entry_key, None, "", backend_ok=False)
+        return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+
+    async def fill(
+        self,
+        lookup: Lookup,
+        fetch: Callable[[], Awaitable[Answer]],
+        *,
+        bounds: FreshnessSettings,
+        user: str,
+        refresh: bool = False,
+    ) -> Filled:
+        """The answer for ``lookup``'s key from one upstream call shared by everyone asking now.
+
+        ``fetch`` makes the upstream call as ``user``; its exceptions reach every waiter and
+        nothing is stored. An answer that is not stored (an error) is shared only with waiters
+        acting as the same user; the others make their own call, merged per user.
+        """
+        base = (
+            lookup.entry_key,
+            lookup.generation,
+            str(self._local_generation.get(lookup.group, 0)),
+        )
+
+        async def lead() -> Filled:
+            return await self._lead(lookup, fetch, bounds, user, refresh=refresh)
+
+        filled, leader = await self._flights.do(base, lead)
+        if not leader:
+            self.stats.shared += 1
+        if filled.entry is None and filled.user is not None and filled.user != user:
+            filled, _ = await self._flights.do((*base, user), lead)
+        return filled
+
+    async def invalidate(self, groups: Sequence[str]) -> None:
+        """Retire every entry of ``groups`` (after a mutation), here and in the backend."""
+        if not groups:
+            return
+        for group in groups:
+            self._local_generation[group] = self._local_generation.get(group, 0) + 1
+        self.stats.invalidations += 1
+        self._pending.update(groups)
+        try:
+            await self._flush_pending()
+        except _BackendDown:
+            log.warning("cache: invalidation of %s postponed until the backend is back", groups)
+
+    async def close(self) -> None:
+        """Close the backend."""
+        await self._backend.close()
+
+    # --- filling ---------------------------------------------------------------------------
+
+    async def _lead(
+        self,
+        lookup: Lookup,
+        fetch: Callable[[], Awaitable[Answer]],
+        bounds: FreshnessSettings,
+        user: str,
+        *,
+        refresh: bool,
+    ) -> Filled:
+        started = time.time()
+        lock_key = self._keys.lock(lookup.entry_key)
+        token = secrets.token_hex(8)
+        locked = False
+        if lookup.backend_ok:
+            try:
+                found, locked = await self._wait_turn(lookup, lock_key, token, started, refresh)
+            except _BackendDown:
+                found, locked = None, False
+            if found is not None:
+                return found
+        heartbeat = self._renew(lock_key, token) if locked else None
+        try:
+            generated_at = time.time()
+            clock = time.monotonic()
+            self.stats.fetches += 1
+            answer = await fetch()
+            upstream_seconds = time.monotonic() - clock
+            entry = None
+            if cacheable(answer):
+                entry = Entry(
+                    what=lookup.material,
+                    generation=lookup.generation,
+                    generated_at=generated_at,
+                    upstream_seconds=upstream_seconds,
+                    stale_at=generated_at + freshness(bounds, upstream_seconds),
+                    status=answer.status,
+                    reason=answer.reason,
+                    headers=answer.headers,
+                    body=answer.body,
+                )
+                if lookup.backend_ok and await self._store(lookup.entry_key, entry):
+                    self.stats.stores += 1
+            else:
+                self.stats.not_stored += 1
+            return Filled(answer, entry, user)
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            if locked:
+                with contextlib.suppress(_BackendDown):  # if not released, its lease ends it
+                    await self._call(lambda: self._backend.release_lock(lock_key, token))
+
+    async def _wait_turn(
+        self, lookup: Lookup, lock_key: str, token: str, started: float, refresh: bool
+    ) -> tuple[Filled | None, bool]:
+        """Take the fill lock, or wait for whoever holds it to store the entry.
+
+        Returns (an entry someone else stored, False) or (None, whether the lock is ours). After
+        ``max_wait`` without either, the caller goes upstream unlocked rather than wait longer.
+        """
+        deadline = time.monotonic() + self._max_wait
+        delay = _POLL_FIRST
+        while True:
+            locked = await self._call(
+                lambda: self._backend.try_lock(lock_key, token, self._settings.lock_lease)
+            )
+            # Whether we hold the lock or not, someone may have stored the entry since lookup.
+            entry, generation = await self._call(
+                lambda: self._backend.read(lookup.entry_key, self._keys.generation(lookup.group))
+            )
+            now = time.time()
+            usable = (
+                entry is not None
+                and entry.generation == generation
+                and now < entry.stale_at
+                and (not refresh or entry.generated_at >= started)
+            )
+            if usable and entry is not None:
+                if locked:
+                    await self._call(lambda: self._backend.release_lock(lock_key, token))
+                if self._backend.shared:
+                    self.stats.peer_fills += 1
+                answer = Answer(entry.status, entry.reason, entry.headers, entry.body)
+                return Filled(answer, entry, None, from_peer=True), False
+            if locked:
+                return None, True
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "cache: gave up waiting for another replica to fill %s", lookup.material
+                )
+                return None, False
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
+
+    def _renew(self, lock_key: str, token: str) -> asyncio.Task[None]:
+        lease = self._settings.lock_lease
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    await self._call(lambda: self._backend.extend_lock(lock_key, token, lease))
+                except _BackendDown:
+                    return
+
+        return asyncio.create_task(renew())
+
+    async def _store(self, entry_key: str, entry: Entry) -> bool:
+        try:
+            await self._call(
+                lambda: self._backend.write(entry_key, entry, self._settings.fallback_lifetime)
+            )
+        except _BackendDown:
+            return False
+        return True
+
+    # --- backend health --------------------------------------------------------------------
+
+    async def _flush_pending(self) -> None:
+        if self._pending:
+            groups = sorted(self._pending)
+            await self._call(lambda: self._backend.bump([self._keys.generation(g) for g in groups]))
+            self._pending.difference_update(groups)
+
+    async def _call(self, operation: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run one backend operation within ``timeout``; any failure marks the backend down."""
+        if self._down_until and time.monotonic() < self._down_until:
+            raise _BackendDown
+        try:
+            async with asyncio.timeout(self._settings.timeout):
+                result = await operation()
+        except Exception as error:  # any backend failure means "no cache", never an error
+            self.stats.backend_errors += 1
+            if not self._down_until:
+                log.warning(
+                    "cache: backend failed (%s: %s); requests go upstream uncached for %.0f s",
+                    type(error).__name__,
+                    error,
+                    self._settings.retry_interval,
+                )
+            self._down_until = time.monotonic() + self._settings.retry_interval
+            raise _BackendDown from error
+        if self._down_until:
+            self._down_until = 0.0
+            log.warning("cache: backend is back; caching resumes")
+        return result

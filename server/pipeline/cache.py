@@ -1,0 +1,197 @@
+"""The cache step: serve reads from the response cache, refill it once per key, retire it on writes.
+
+Between ``authorize`` and ``forward``: only authorized requests see cached answers, and a miss is
+filled by the next step (the upstream call as the requesting user). Reads whose route has a cache
+policy (``slurmgate routes``) go through :class:`~slurmgate.server.cache.ResponseCache`; a
+mutating request invalidates the cache groups its route names once it has been sent, whatever
+the outcome (a timed-out submit may still have created a job). Headers added to cached routes:
+``X-Cache`` (HIT, MISS, STALE, BYPASS), and for stored answers ``Age``, ``Cache-Control:
+max-age``, ``X-Cache-Generated-At`` and ``X-Cache-Upstream-Seconds``. docs/caching.md has the
+details.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from functools import partial
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from slurmgate.server.cache import (
+    Answer,
+    Entry,
+    Lookup,
+    ResponseCache,
+    bounds,
+    has_update_time,
+    key_material,
+    make_backend,
+    parse_directives,
+)
+from slurmgate.server.cache.control import Directives
+from slurmgate.server.cache.settings import FreshnessSettings
+from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
+from slurmgate.server.keys import CACHE, IDENTITY, ROUTE, SETTINGS, TARGET
+
+__all__ = ["cache", "cache_ctx"]
+
+log = logging.getLogger("slurmgate.cache")
+
+#: Headers of the next step's answer that are about this connection, not the content.
+_NOT_STORED = frozenset({"server", "date", "content-length", "transfer-encoding", "connection"})
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: ``app[CACHE]`` from ``app[SETTINGS].cache`` (None when off), closed at
+    shutdown."""
+    settings = app[SETTINGS]
+    try:
+        backend = make_backend(settings.cache)
+    except OSError as error:
+        raise ConfigError([f"cache.redis_password_file: cannot read: {error.strerror}"]) from None
+    if backend is None:
+        app[CACHE] = None
+        log.info("cache: off")
+        yield
+        return
+    # A replica waiting for another to fill an entry waits at most as long as that one's
+    # upstream call may take, plus one lease for noticing that it died.
+    max_wait = settings.upstream.timeout + settings.cache.lock_lease
+    store = ResponseCache(backend, settings.cache, max_wait=max_wait)
+    app[CACHE] = store
+    log.info("cache: %s backend", settings.cache.backend)
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+def cache() -> Middleware:
+    """The cache step (see the module docstring)."""
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        store = request.app[CACHE]
+        route = request.get(ROUTE)
+        if store is None or route is None:
+            # No cache, or the gateway's own endpoints and requests that matched nothing.
+            return await handler(request)
+        if route.mutating:
+            if not route.invalidates:
+                return await handler(request)
+            try:
+                return await handler(request)
+            finally:
+                await store.invalidate(route.invalidates)
+        policy = bounds(request.app[SETTINGS].cache, route.cache)
+        if policy is None:
+            return await handler(request)
+        return await _read(request, handler, store, policy)
+
+    return impl
+
+
+async def _read(
+    request: web.Request, handler: Handler, store: ResponseCache, policy: FreshnessSettings
+) -> web.StreamResponse:
+    try:
+        directives = parse_directives(
+            request.headers.get("Cache-Control"), request.headers.get("Pragma")
+        )
+    except ValueError as error:
+        raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
+    target = request[TARGET]
+    if directives.no_store or has_update_time(target.partition("?")[2]):
+        # update_time answers mean "nothing changed since then" only to that client.
+        store.stats.bypasses += 1
+        response = await handler(request)
+        response.headers["X-Cache"] = "BYPASS"
+        return response
+    settings = request.app[SETTINGS].cache
+    user = request[IDENTITY].user
+    material = key_material(
+        target, request.headers.get("Accept", ""), user if settings.per_user else None
+    )
+    lookup = await store.lookup(material, request[ROUTE].cache_group)
+    private = settings.per_user
+    now = time.time()
+    fresh = None if directives.refresh else lookup.fresh(now, directives.max_age)
+    if fresh is not None:
+        store.stats.hits += 1
+        return _respond(_answer(fresh), fresh, "HIT", private=private)
+    try:
+        filled = await store.fill(
+            lookup,
+            partial(_fetch, request, handler),
+            bounds=policy,
+            user=user,
+            refresh=directives.refresh,
+        )
+    except UpstreamError:
+        stale = _stale(lookup, directives)
+        if stale is None:
+            raise
+        store.stats.stale += 1
+        return _respond(_answer(stale), stale, "STALE", private=private)
+    if filled.answer.status >= 500:
+        stale = _stale(lookup, directives)
+        if stale is not None:
+            store.stats.stale += 1
+            return _respond(_answer(stale), stale, "STALE", private=private)
+    if filled.from_peer:
+        store.stats.hits += 1
+        outcome = "HIT"
+    elif lookup.backend_ok:
+        store.stats.misses += 1
+        outcome = "MISS"
+    else:
+        store.stats.bypasses += 1
+        outcome = "BYPASS"
+    return _respond(filled.answer, filled.entry, outcome, private=private)
+
+
+async def _fetch(request: web.Request, handler: Handler) -> Answer:
+    """The next step's answer for ``request`` as an :class:`Answer`."""
+    response = await handler(request)
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        raise TypeError(f"the cache needs a web.Response with bytes, got {type(response)}")
+    headers = tuple(
+        (name, value) for name, value in response.headers.items() if name.lower() not in _NOT_STORED
+    )
+    return Answer(response.status, response.reason, headers, response.body)
+
+
+def _answer(entry: Entry) -> Answer:
+    return Answer(entry.status, entry.reason, entry.headers, entry.body)
+
+
+def _stale(lookup: Lookup, directives: Directives) -> Entry | None:
+    """The stored entry if the client accepts it in place of a failed upstream call."""
+    entry = lookup.entry
+    if entry is None or directives.stale_if_error is None:
+        return None
+    if time.time() - entry.stale_at > directives.stale_if_error:
+        return None
+    return entry
+
+
+def _respond(answer: Answer, entry: Entry | None, outcome: str, *, private: bool) -> web.Response:
+    response = web.Response(status=answer.status, reason=answer.reason or None, body=answer.body)
+    for name, value in answer.headers:
+        response.headers.add(name, value)
+    response.headers["Server"] = "slurmgate"
+    response.headers["X-Cache"] = outcome
+    if entry is not None:
+        response.headers["Age"] = str(int(entry.age(time.time())))
+        max_age = f"max-age={int(entry.lifetime)}"
+        response.headers["Cache-Control"] = f"private, {max_age}" if private else max_age
+        generated = datetime.fromtimestamp(entry.generated_at, UTC)
+        response.headers["X-Cache-Generated-At"] = generated.isoformat(
+            timespec="milliseconds"
+        ).replace("+00:00", "Z")
+        response.headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
+    return response
