@@ -199,7 +199,8 @@ class RedisBackend:
 
     async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:
         """See :meth:`Backend.write`."""
-        await self._cache.set(entry_key, encode(entry), ttl=ttl)
+        # Not aiocache's set(): it calls SETEX, which redis-py 8 deprecates in favour of SET EX.
+        await self._cache.raw("set", entry_key, encode(entry), ex=ttl)
 
     async def bump(self, generation_keys: Sequence[str]) -> None:
         """See :meth:`Backend.bump`."""
