@@ -60,6 +60,9 @@ jwt_key = "{suite.jwt_key}"
 
 [auth]
 tokens_file = "{tokens}"
+
+[cache]
+backend = "memory"
 """
     )
     create = [slurmgate, "token", "create", "--tokens-file", str(tokens), "--name", "demo-alice"]
@@ -78,6 +81,8 @@ A token for alice (scopes {", ".join(SCOPES)}; Slurm account physics only) is in
   curl -s {base}/meta/versions
   curl -s -H "Authorization: Bearer $TOKEN" {base}/slurm/{version}/ping/
   curl -s -H "Authorization: Bearer $TOKEN" {base}/slurm/latest/nodes/
+  curl -s -D - -o /dev/null -H "Authorization: Bearer $TOKEN" {base}/slurm/latest/jobs/
+       # twice within a second: X-Cache: MISS, then HIT with Age (docs/caching.md)
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{JOB}' {base}/slurm/{version}/job/submit
   curl -s {base}/slurm/{version}/ping/          # no token: 401
