@@ -71,6 +71,9 @@ def settings_for(url: str, tmp_path: Path, **limits: object) -> Settings:
             "slurm_user_token": {"source": "jwt_key", "jwt_key": str(key)},
             "auth": {"tokens_file": str(tmp_path / "tokens.toml")},
             "limits": limits or {},
+            # These tests check what reaches slurmrestd for each request; the cache would answer
+            # repeated reads itself (tests/server/pipeline/test_cache.py tests it on this fake).
+            "cache": {"backend": "off"},
         },
         origin="test",
     )
