@@ -11,7 +11,13 @@ from slurmgate.server.cli import main as cli
 from slurmgate.server.config import Settings, parse_settings
 from tests.lab.env import LabSuite
 
-__all__ = ["TRANSPORTS", "create_token", "gateway_settings", "slurmrestd_requests"]
+__all__ = [
+    "TRANSPORTS",
+    "create_token",
+    "gateway_settings",
+    "logged_requests",
+    "slurmrestd_requests",
+]
 
 TRANSPORTS = ("http", "unix", "inetd")
 ALL_SCOPES = (
@@ -65,11 +71,28 @@ def create_token(
     return out.getvalue().strip()
 
 
-_REQUEST_LINE = re.compile(r"operations_router: .* (GET|POST|DELETE|PUT|PATCH) /")
+_REQUEST_LINE = re.compile(r"operations_router: .* (GET|POST|DELETE|PUT|PATCH) (/\S*)")
 
 
-def slurmrestd_requests(suite: LabSuite) -> int:
-    """How many requests the suite's slurmrestd daemon has logged so far."""
-    log = suite.root.parent / "logs" / "slurmrestd.log"
+def logged_requests(log: Path, method: str | None = None, path: str | None = None) -> int:
+    """How many requests a slurmrestd log holds, only ``method`` and ``path`` if given.
+
+    slurmrestd logs the path without the query string; ``path`` is matched exactly (without one).
+    """
+    count = 0
     with log.open(errors="replace") as f:
-        return sum(1 for line in f if _REQUEST_LINE.search(line))
+        for line in f:
+            match = _REQUEST_LINE.search(line)
+            if match is None:
+                continue
+            if method is not None and match[1] != method:
+                continue
+            if path is not None and match[2].partition("?")[0] != path:
+                continue
+            count += 1
+    return count
+
+
+def slurmrestd_requests(suite: LabSuite, method: str | None = None, path: str | None = None) -> int:
+    """How many requests the suite's slurmrestd daemon has logged so far (see logged_requests)."""
+    return logged_requests(suite.root.parent / "logs" / "slurmrestd.log", method, path)
