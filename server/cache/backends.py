@@ -16,6 +16,7 @@ from typing import Protocol
 
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import NullSerializer
+from redis.asyncio import BlockingConnectionPool
 from yarl import URL
 
 from slurmgate.server.cache.entry import Entry, decode, encode
@@ -165,11 +166,19 @@ class RedisBackend:
     shared = True
 
     def __init__(
-        self, url: str, *, username: str | None, password: str | None, timeout: float
+        self,
+        url: str,
+        *,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+        max_connections: int = 32,
     ) -> None:
         parsed = URL(url)
         db = int(parsed.path.strip("/") or 0)
-        pool: dict[str, object] = {"socket_timeout": timeout}
+        # A blocking pool: over max_connections an operation waits for a free connection
+        # (within the store's timeout) instead of failing, as redis-py's default pool does.
+        pool: dict[str, object] = {"socket_timeout": timeout, "timeout": timeout}
         if username is not None:
             pool["username"] = username
         self._cache = RedisCache(
@@ -180,6 +189,8 @@ class RedisBackend:
             password=password,
             ssl=parsed.scheme == "rediss",
             create_connection_timeout=timeout,
+            pool_max_size=max_connections,
+            connection_pool_class=BlockingConnectionPool,
             connection_pool_kwargs=pool,
             timeout=None,
         )
@@ -246,6 +257,7 @@ def make_backend(settings: CacheSettings) -> Backend | None:
             username=settings.redis_username,
             password=password,
             timeout=settings.timeout,
+            max_connections=settings.redis_max_connections,
         )
     return None
 

@@ -109,6 +109,8 @@ class CacheSettings(Section):
     redis_username: Text | None = None
     #: redis: file holding the password (first line); None = no password
     redis_password_file: ConfigPath | None = None
+    #: redis: connections to Redis at most; more operations wait for one (within timeout)
+    redis_max_connections: int = Field(32, ge=1, le=4096)
     #: first part of every key; gateways of different clusters sharing a Redis need different ones
     key_prefix: Annotated[str, AfterValidator(_check_prefix)] = "slurmgate"
     #: true when Slurm hides data per user (PrivateData): answers are then kept per user

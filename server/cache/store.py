@@ -156,8 +156,12 @@ class ResponseCache:
         self.stats = CacheStats()
         # All of the below are guarded by the event loop (no await between read and write).
         self._flights: SingleFlight[tuple[str, ...], Filled] = SingleFlight()
+        self._reads: SingleFlight[tuple[str, ...], Lookup] = SingleFlight()
         #: monotonic time before which the backend is not tried again (0: healthy)
         self._down_until = 0.0
+        #: monotonic time of the last failure: only an operation started after it proves the
+        #: backend is back (one that was already under way may succeed late)
+        self._failed_at = 0.0
         #: groups invalidated while the backend was failing; bumped before it is read again
         self._pending: set[str] = set()
         #: per-group counter bumped by every invalidation, so that in-process flights started
@@ -175,16 +179,28 @@ class ResponseCache:
         return time.monotonic() >= self._down_until
 
     async def lookup(self, material: str, group: str) -> Lookup:
-        """What is stored for ``material``; a failing backend reads as "nothing stored"."""
+        """What is stored for ``material``; a failing backend reads as "nothing stored".
+
+        Concurrent lookups of one key share one backend read (a burst of 500 identical requests
+        is one Redis round trip, not 500 competing for connections). The read is keyed by the
+        group's local generation, so a lookup made after an invalidation by this process never
+        joins a read started before it.
+        """
         entry_key = self._keys.entry(material)
-        try:
-            await self._flush_pending()
-            entry, generation = await self._call(
-                lambda: self._backend.read(entry_key, self._keys.generation(group))
-            )
-        except _BackendDown:
-            return Lookup(material, group, entry_key, None, "", backend_ok=False)
-        return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+        local = str(self._local_generation.get(group, 0))
+
+        async def read() -> Lookup:
+            try:
+                await self._flush_pending()
+                entry, generation = await self._call(
+                    lambda: self._backend.read(entry_key, self._keys.generation(group))
+                )
+            except _BackendDown:
+                return Lookup(material, group, entry_key, None, "", backend_ok=False)
+            return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+
+        found, _ = await self._reads.do((entry_key, group, local), read)
+        return found
 
     async def fill(
         self,
@@ -362,7 +378,8 @@ class ResponseCache:
 
     async def _call(self, operation: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run one backend operation within ``timeout``; any failure marks the backend down."""
-        if self._down_until and time.monotonic() < self._down_until:
+        started = time.monotonic()
+        if self._down_until and started < self._down_until:
             raise _BackendDown
         try:
             async with asyncio.timeout(self._settings.timeout):
@@ -376,9 +393,10 @@ class ResponseCache:
                     error,
                     self._settings.retry_interval,
                 )
-            self._down_until = time.monotonic() + self._settings.retry_interval
+            self._failed_at = time.monotonic()
+            self._down_until = self._failed_at + self._settings.retry_interval
             raise _BackendDown from error
-        if self._down_until:
+        if self._down_until and started > self._failed_at:
             self._down_until = 0.0
             log.warning("cache: backend is back; caching resumes")
         return result

@@ -21,6 +21,9 @@ class FlakyBackend(MemoryBackend):
         super().__init__(max_bytes)
         self.mode = "ok"
         self.calls = 0
+        #: when set, reads wait for it (to hold a read in flight)
+        self.hold_reads: asyncio.Event | None = None
+        self.reads = 0
         self._locks: dict[str, str] = {}
 
     async def _gate(self) -> None:
@@ -32,6 +35,9 @@ class FlakyBackend(MemoryBackend):
 
     async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
         await self._gate()
+        self.reads += 1
+        if self.hold_reads is not None:
+            await self.hold_reads.wait()
         return await super().read(entry_key, generation_key)
 
     async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:

@@ -181,6 +181,22 @@ async def test_flight_started_before_invalidation_is_not_joined_after() -> None:
     assert (await request(cache, upstream))[0] == "HIT"  # the second one is
 
 
+async def test_concurrent_lookups_share_one_read_but_not_across_an_invalidation() -> None:
+    backend = FlakyBackend()
+    cache, upstream = make_cache(backend), Upstream()
+    await request(cache, upstream)
+    backend.hold_reads = asyncio.Event()
+    before = [asyncio.create_task(cache.lookup("/p", "jobs")) for _ in range(50)]
+    await until(lambda: backend.reads == 2)  # the fill's read, then one for the 50
+    await cache.invalidate(["jobs"])
+    after = asyncio.create_task(cache.lookup("/p", "jobs"))
+    await until(lambda: backend.reads == 3)  # not joined to the read started before
+    backend.hold_reads.set()
+    looked = await asyncio.gather(*before)
+    assert len({id(lookup) for lookup in looked}) == 1  # one read answered all 50
+    assert (await after).fresh(time.time()) is None
+
+
 async def test_error_answers_are_shared_only_with_the_same_user() -> None:
     cache, upstream = (
         make_cache(),
