@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
-from yarl import URL
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.requirements import Requirement
 from slurmgate.policies.rules import load_scope_rules
 from slurmgate.server.cache.settings import CacheSettings
-from slurmgate.server.config_types import ConfigPath, PositiveSeconds, Section, Text, Texts
+from slurmgate.server.config_types import (
+    ConfigPath,
+    PositiveSeconds,
+    Section,
+    Text,
+    Texts,
+    parse_url,
+)
 from slurmgate.server.errors import ConfigError
 
 __all__ = [
@@ -41,11 +47,8 @@ __all__ = [
 
 def _check_url(value: str) -> str:
     """An http(s) base URL: scheme, host, port, maybe a path prefix; no user, query, fragment."""
-    try:
-        url = URL(value)
-        port = url.port
-    except ValueError as error:
-        raise ValueError(f"not a usable URL: {error}") from None
+    url = parse_url(value)
+    port = url.port
     if url.scheme not in ("http", "https") or not url.host or " " in value:
         raise ValueError(
             "must be http:// or https:// followed by a host, e.g. http://127.0.0.1:6820"

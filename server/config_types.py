@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from yarl import URL
 
-__all__ = ["ConfigPath", "PositiveSeconds", "Section", "Text", "Texts"]
+__all__ = ["ConfigPath", "PositiveSeconds", "Section", "Text", "Texts", "parse_url"]
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 #: A non-empty string (no NUL: it may end up in a command line or a path).
@@ -41,3 +42,13 @@ class Section(BaseModel):
 
     # Strict: "8080" is not a port and "yes" is not true; TOML has real numbers and booleans.
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def parse_url(value: str) -> URL:
+    """``value`` as a URL with a readable port, or ValueError saying why not."""
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - reading it validates it
+    except ValueError as error:
+        raise ValueError(f"not a usable URL: {error}") from None
+    return url

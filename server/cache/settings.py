@@ -6,9 +6,8 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
-from yarl import URL
 
-from slurmgate.server.config_types import ConfigPath, PositiveSeconds, Section, Text
+from slurmgate.server.config_types import ConfigPath, PositiveSeconds, Section, Text, parse_url
 
 __all__ = [
     "CacheSettings",
@@ -24,11 +23,8 @@ _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 def _check_redis_url(value: str) -> str:
     """redis://host:port/db or rediss://...; credentials go in their own keys, never the URL."""
-    try:
-        url = URL(value)
-        port = url.port
-    except ValueError as error:
-        raise ValueError(f"not a usable URL: {error}") from None
+    url = parse_url(value)
+    port = url.port
     if url.scheme not in ("redis", "rediss") or not url.host:
         raise ValueError(
             "must be redis:// or rediss:// followed by a host, e.g. redis://127.0.0.1:6379/0"

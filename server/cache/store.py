@@ -31,6 +31,7 @@ from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.cache.freshness import freshness
 from slurmgate.server.cache.keys import KeySpace
 from slurmgate.server.cache.settings import CacheSettings, FreshnessSettings
+from slurmgate.server.upstream.transport import UpstreamResponse
 
 __all__ = [
     "Answer",
@@ -52,19 +53,8 @@ _POLL_FIRST = 0.01
 _POLL_MAX = 0.2
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An answer as the gateway passes it on: status, headers without hop-by-hop ones, bytes."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        lowered = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lowered), None)
+#: An answer as the gateway passes it on: status, headers without hop-by-hop ones, exact bytes.
+Answer = UpstreamResponse
 
 
 def cacheable(answer: Answer) -> bool:
