@@ -207,21 +207,31 @@ def fix_boolean_defaults(version: str, document: Json) -> FixReport:
 
 
 def drop_unknown_required(version: str, document: Json) -> FixReport:
-    """Drop ``required`` names that are not properties of the object.
+    """Drop ``required`` names that are not properties of the object, and empty ``required``.
 
     slurmrestd lists nested fields as paths (``"nodes/count"`` in ``job_res``); they name no
     property, so a generator either ignores them or invents fields. The plain names stay required.
+    slurmrestd also writes ``"required": []`` (44 to 61 objects per version), which OpenAPI 3.0
+    forbids (at least one name), so validators reject the whole document.
     """
     report = FixReport()
-    for pointer, node in _nodes(document):
+    emptied = 0
+    for pointer, node in list(_nodes(document)):
         required = node.get("required")
-        properties = node.get("properties")
-        if not isinstance(required, list) or not isinstance(properties, dict):
+        if not isinstance(required, list):
             continue
-        unknown = [name for name in required if name not in properties]
-        if unknown:
-            node["required"] = [name for name in required if name in properties]
-            report.notes.append(f"{pointer}: dropped required {', '.join(map(str, unknown))}")
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            unknown = [name for name in required if name not in properties]
+            if unknown:
+                required = [name for name in required if name in properties]
+                node["required"] = required
+                report.notes.append(f"{pointer}: dropped required {', '.join(map(str, unknown))}")
+        if not required:
+            del node["required"]
+            emptied += 1
+    if emptied:
+        report.notes.append(f"{emptied} empty required lists dropped")
     return report
 
 

@@ -170,6 +170,32 @@ def test_required_field_paths_are_dropped_and_real_names_kept() -> None:
     ]
 
 
+def test_empty_required_lists_are_dropped() -> None:
+    document: dict[str, Any] = {
+        "components": {
+            "schemas": {
+                "v0.0.45_account_short": {"type": "object", "properties": {}, "required": []},
+                "v0.0.45_only_paths": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "required": ["nodes/count"],
+                },
+                "v0.0.45_kept": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "required": ["a"],
+                },
+            }
+        }
+    }
+    report = drop_unknown_required("v0.0.45", document)
+    schemas = document["components"]["schemas"]
+    assert "required" not in schemas["v0.0.45_account_short"]  # OpenAPI 3.0: non-empty
+    assert "required" not in schemas["v0.0.45_only_paths"]
+    assert schemas["v0.0.45_kept"]["required"] == ["a"]
+    assert "2 empty required lists dropped" in report.notes
+
+
 def test_apply_fixes_on_v0_0_41_shape_ends_with_plain_numbers_allowed() -> None:
     """Order matters: inline structs are hoisted first, then every reference is widened."""
     body = {
