@@ -13,6 +13,7 @@ from slurmgate.codegen.ir import Build, Problem
 from slurmgate.codegen.load import load_specs
 from slurmgate.codegen.parse import Policies, parse
 from slurmgate.codegen.render.models import render_models
+from slurmgate.codegen.render.openapi import render_openapi
 from slurmgate.codegen.render.routes import render_package, render_routes, render_version_init
 from slurmgate.codegen.write import WriteError, diff_tree, prepare, write_tree
 from slurmgate.policies.rules import (
@@ -82,6 +83,7 @@ def render(result: Build) -> tuple[dict[str, str], list[Problem]]:
     for api in result.apis:
         files[f"{api.module}/__init__.py"] = render_version_init(api)
         files[f"{api.module}/routes.py"] = render_routes(api)
+        files[f"{api.module}/openapi.json"] = render_openapi(api)
     return files, problems
 
 

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import meta
+from slurmgate.server.endpoints import meta, openapi
 from slurmgate.server.errors import error_middleware
 from slurmgate.server.identity.munge import munge_ctx
 from slurmgate.server.identity.tokens import tokens_ctx
@@ -69,5 +69,11 @@ def build_app(settings: Settings) -> web.Application:
     )
     # Routes named "public-..." need no credentials.
     app.router.add_get("/meta/versions", meta.versions, name="public-meta-versions")
+    app.router.add_get("/openapi/v3", openapi.openapi, name="public-openapi")
+    app.router.add_get(
+        "/openapi/v3/{version:v[0-9]+\\.[0-9]+\\.[0-9]+}",
+        openapi.openapi_version,
+        name="public-openapi-version",
+    )
     add_api_routes(app, forward)
     return app

@@ -8,7 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from slurmgate.policies.routing import Route
-    from slurmgate.server.cache import ResponseCache
+    from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier

@@ -21,19 +21,13 @@ from functools import partial
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from slurmgate.server.cache import (
-    Answer,
-    Entry,
-    Lookup,
-    ResponseCache,
-    bounds,
-    has_update_time,
-    key_material,
-    make_backend,
-    parse_directives,
-)
-from slurmgate.server.cache.control import Directives
+from slurmgate.server.cache.backends import make_backend
+from slurmgate.server.cache.control import Directives, parse_directives
+from slurmgate.server.cache.entry import Entry
+from slurmgate.server.cache.freshness import bounds
+from slurmgate.server.cache.keys import has_update_time, key_material
 from slurmgate.server.cache.settings import FreshnessSettings
+from slurmgate.server.cache.store import Answer, Lookup, ResponseCache
 from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
 from slurmgate.server.keys import CACHE, IDENTITY, ROUTE, SETTINGS, TARGET
 

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
 from slurmgate.server.app import build_app
-from slurmgate.server.cache import ResponseCache
+from slurmgate.server.cache.store import ResponseCache
 from slurmgate.server.keys import CACHE
 from tests.lab.env import LabSuite
 from tests.server.gateway import create_token, gateway_settings, logged_requests

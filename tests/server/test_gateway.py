@@ -312,3 +312,23 @@ async def test_account_limited_tokens_write_only_to_their_accounts(
     # A write that names no account is only a matter of scope.
     response = await gateway.post("/slurm/v0.0.45/node/n1", headers=headers, data=b"{}")
     assert response.status == 200
+
+
+async def test_openapi_documents_are_served_without_credentials(
+    gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer]
+) -> None:
+    fake, _ = upstream
+    response = await gateway.get("/openapi/v3")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    doc = json.loads(await response.read())
+    versions = {path.split("/")[2] for path in doc["paths"] if path.startswith("/slurm/")}
+    assert versions == set(SERVED)  # the versions the upstream serves, not all generated ones
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    one = json.loads(await (await gateway.get("/openapi/v3/v0.0.45")).read())
+    assert {path.split("/")[2] for path in one["paths"] if path.startswith("/slurm/")} == {
+        "v0.0.45"
+    }
+    error = await envelope(await gateway.get("/openapi/v3/v0.0.40"), 404)
+    assert "v0.0.44, v0.0.45" in error["description"]
+    assert fake.seen == []  # answered by the gateway itself

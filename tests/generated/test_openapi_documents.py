@@ -1,0 +1,92 @@
+"""The gateway's OpenAPI documents (generated/v0_0_XX/openapi.json): valid, and saying what the
+routing table says about every operation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from openapi_spec_validator import OpenAPIV30SpecValidator
+
+from slurmgate.generated import ROUTES, VERSIONS
+from slurmgate.policies.routing import CachePolicy
+from slurmgate.server.endpoints.openapi import document, merged
+from tests.lab.env import REPO
+
+ALL = [api.version for api in VERSIONS]
+
+
+def errors(doc: dict[str, Any]) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.path))}: {e.message[:200]}"
+        for e in OpenAPIV30SpecValidator(doc).iter_errors()
+    ]
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_document_validates(version: str) -> None:
+    assert errors(document(version)) == []
+
+
+def test_merged_document_of_all_versions_validates() -> None:
+    doc = merged(tuple(ALL))
+    assert errors(doc) == []
+    for version in ALL:
+        assert f"/slurm/{version}/jobs/" in doc["paths"]
+        assert f"/openapi/v3/{version}" in doc["paths"]
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_every_operation_says_scope_cache_and_gateway_errors(version: str) -> None:
+    doc = document(version)
+    assert [route.path for route in ROUTES[version]]  # not an empty table
+    for route in ROUTES[version]:
+        operation = doc["paths"][route.path][route.method.lower()]
+        where = f"{route.method} {route.path}"
+        assert operation["x-scopes"] == [route.scope], where
+        assert f"needs the scope `{route.scope}`" in operation["description"], where
+        assert operation["x-slurmgate-mutating"] is route.mutating, where
+        assert "security" not in operation, where  # the document's: the gateway's schemes
+        cache = operation["x-slurmgate-cache"]
+        assert cache["policy"] == str(route.cache), where
+        if route.cache is CachePolicy.NONE:
+            assert cache.get("invalidates", []) == list(route.invalidates), where
+            assert "slurmgate_cache_control" not in json.dumps(operation.get("parameters", []))
+        else:
+            assert cache["group"] == route.cache_group, where
+            assert {"$ref": "#/components/parameters/slurmgate_cache_control"} in operation[
+                "parameters"
+            ], where
+            assert "X-Cache" in operation["responses"]["200"]["headers"], where
+        for status in ("401", "403", "502", "504"):
+            assert status in operation["responses"], where
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_security_is_the_gateways(version: str) -> None:
+    doc = document(version)
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schemes["bearerAuth"]["description"],
+    }
+    assert schemes["token"]["name"] == "X-SLURM-USER-TOKEN"
+    assert schemes["munge"]["scheme"] == "MUNGE"
+    assert {} not in doc["security"]  # no anonymous alternative: every operation needs a token
+    assert {"bearerAuth": []} in doc["security"]
+    for own in ("/meta/versions", "/openapi/v3", f"/openapi/v3/{version}"):
+        assert doc["paths"][own]["get"]["security"] == []
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_document_keeps_slurmrestds_operations_and_schemas(version: str) -> None:
+    spec = json.loads((REPO / "specs" / f"{version}.json").read_text(encoding="utf-8"))
+    doc = document(version)
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert doc["paths"][path][method]["operationId"] == operation["operationId"]
+    # schemas may be fixed (codegen/fixes.py) or added (hoisted bodies), never dropped
+    assert set(spec["components"]["schemas"]) <= set(doc["components"]["schemas"])
