@@ -3,8 +3,11 @@
 Each source is a slurmrestd binary: a site's own (``--slurmrestd /usr/sbin/slurmrestd``) or the
 lab's, run inside its chroot (``--lab-root trixie=/var/lib/slurmgate-lab/trixie/root``). For every
 API version a source can generate, ``slurmrestd -d data_parser/v0.0.XX -s openapi/slurmctld,
-openapi/slurmdbd --generate-openapi-spec`` writes the document; no daemon is needed, only a
-two-line slurm.conf. Where several releases serve a version, the newest release's document wins.
+openapi/slurmdbd,openapi/util --generate-openapi-spec`` writes the document (without
+``openapi/util`` for releases that do not ship it, such as 24.11); no daemon is needed, only a
+two-line slurm.conf. The plugins are the ones a slurmrestd started without ``-s`` loads, so the
+specs list every operation it serves. Where several releases serve a version, the newest
+release's document wins.
 
 Output: ``specs/v0.0.XX.json`` normalized (sorted keys, two-space indentation, LF, final newline)
 and ``specs/MANIFEST`` (version, Slurm release, sha256 of the file). Versions no source produced
@@ -26,7 +29,9 @@ from pathlib import Path
 
 __all__ = ["Source", "Spec", "collect", "main", "normalize", "write_specs"]
 
-PLUGINS = "openapi/slurmctld,openapi/slurmdbd"
+PLUGINS = "openapi/slurmctld,openapi/slurmdbd,openapi/util"
+#: Without the util plugin (hostlist/hostnames), which Slurm 24.11 does not have.
+PLUGINS_WITHOUT_UTIL = "openapi/slurmctld,openapi/slurmdbd"
 # Data parser versions to try: slurmrestd cannot list them without a running munged.
 CANDIDATES = tuple(f"v0.0.{n}" for n in range(36, 60))
 MINIMAL_CONF = "ClusterName=specs\nSlurmctldHost=localhost\n"
@@ -103,10 +108,16 @@ def collect(sources: Sequence[Source]) -> dict[str, Spec]:
     for source in sources:
         release = release_of(source)
         found = []
+        plugins = PLUGINS
         for version in CANDIDATES:
             proc = run_source(
-                source, "-d", f"data_parser/{version}", "-s", PLUGINS, "--generate-openapi-spec"
+                source, "-d", f"data_parser/{version}", "-s", plugins, "--generate-openapi-spec"
             )
+            if proc.returncode != 0 and b"unable to find plugin: openapi/util" in proc.stderr:
+                plugins = PLUGINS_WITHOUT_UTIL
+                proc = run_source(
+                    source, "-d", f"data_parser/{version}", "-s", plugins, "--generate-openapi-spec"
+                )
             if proc.returncode != 0 or not proc.stdout.strip():
                 continue
             document = json.loads(proc.stdout)

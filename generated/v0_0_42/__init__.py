@@ -11,5 +11,5 @@ __all__ = ["API"]
 API = ApiVersion(
     version="v0.0.42",
     slurm_release="26.05.5",
-    spec_sha256="7460dc2ae98414b7773d40fcfa0eb6e5cc41a481d1bb6ef12bd4e62804a4f2f1",
+    spec_sha256="e267d7a9112535ae43904f6e47fbf8a13faf562c56efcabf22c3ba2a78c2d473",
 )

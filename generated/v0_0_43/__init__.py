@@ -11,5 +11,5 @@ __all__ = ["API"]
 API = ApiVersion(
     version="v0.0.43",
     slurm_release="26.05.5",
-    spec_sha256="575efa9cf25567b0bd806f7c5d2bd2cbed9b5bb9d35dd3c32d96d57db78d2fff",
+    spec_sha256="612d35e34d6c1ba0185cbec7b6ca9e04b6d0b72f1051808ddd01fce48c481894",
 )

@@ -11,5 +11,5 @@ __all__ = ["API"]
 API = ApiVersion(
     version="v0.0.44",
     slurm_release="26.05.5",
-    spec_sha256="620ca344bf35eedeb21ee33966914783a59cb353f090fa11dfc84cd88a4dbb29",
+    spec_sha256="ce618d59ce5a3c995bf3989ebdd32791021eebaafdbab24f54c378f093d447fd",
 )

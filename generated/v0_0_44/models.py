@@ -3852,6 +3852,30 @@ class V0044OpenapiCreateNodeReq(BaseModel):
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
+class V0044OpenapiHostlistReqResp(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+    )
+    errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
+    hostlist: str = Field(
+        ..., description="Hostlist expression string (Hostlist expression string)"
+    )
+    meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
+    warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
+
+
+class V0044OpenapiHostnamesReqResp(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+    )
+    errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
+    hostnames: list_aliased[str] = Field(..., description="Array of host names")
+    meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
+    warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
+
+
 class V0044OpenapiInstancesResp(BaseModel):
     model_config = ConfigDict(
         extra="allow",

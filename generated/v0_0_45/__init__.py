@@ -11,5 +11,5 @@ __all__ = ["API"]
 API = ApiVersion(
     version="v0.0.45",
     slurm_release="26.05.5",
-    spec_sha256="158be1e59658250e4e9fb9f058171433b6ce28b87a325a189353c83fb01b9228",
+    spec_sha256="5fd0335c666ce84c07e2c590f92c6b263005fdb1594ad4559e1f086bead8a4ea",
 )

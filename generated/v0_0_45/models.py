@@ -4867,6 +4867,30 @@ class V0045OpenapiCreateNodeReq(BaseModel):
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
+class V0045OpenapiHostlistReqResp(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+    )
+    errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
+    hostlist: str = Field(
+        ..., description="Hostlist expression string (Hostlist expression string)"
+    )
+    meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
+    warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
+
+
+class V0045OpenapiHostnamesReqResp(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+    )
+    errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
+    hostnames: list_aliased[str] = Field(..., description="Array of host names")
+    meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
+    warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
+
+
 class V0045OpenapiInstancesResp(BaseModel):
     model_config = ConfigDict(
         extra="allow",

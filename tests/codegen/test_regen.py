@@ -99,8 +99,10 @@ def test_check_mode_passes_then_fails_after_a_policy_change(
     argv = ["regen", "--check", "--specs", str(specs), "--out", str(target)]
     assert main([*argv, "--policies", str(policies)]) == 1
     err = capsys.readouterr().err
-    assert "2 changed, 0 missing, 0 extra" in err
+    # the routing table and the OpenAPI document (x-slurmgate-cache) of both versions
+    assert "4 changed, 0 missing, 0 extra" in err
     assert "changed: v0_0_41/routes.py (+1 -1)" in err
+    assert "changed: v0_0_41/openapi.json" in err
     assert "+        cache=CachePolicy.LONG," in err
 
 
