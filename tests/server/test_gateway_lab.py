@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from slurmgate.server.app import build_app
 from tests.lab.env import Lab, LabSuite, suite_versions
@@ -105,5 +107,65 @@ async def test_submit_get_cancel_as_two_users(
             assert response.status == 200, await response.text()
             state = suite.run("squeue", "-h", "-t", "all", "-j", str(job_id), "-o", "%T").stdout
             assert state.split() in ([], ["CANCELLED"])
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("suite_name", sorted({s for s, _ in suite_versions()}))
+async def test_openapi_document_covers_what_slurmrestd_serves(
+    lab: Lab, tmp_path: Path, suite_name: str
+) -> None:
+    suite = lab.suites[suite_name]
+    async with aiohttp.ClientSession() as session:
+        headers = {"X-SLURM-USER-TOKEN": suite.token("slurm")}
+        async with session.get(f"{suite.url}/openapi/v3", headers=headers) as response:
+            assert response.status == 200
+            upstream = json.loads(await response.read())
+    (tmp_path / "tokens.toml").write_text("")  # no tokens: the document needs none
+    client = await start(suite, "http", tmp_path)
+    try:
+        response = await client.get("/openapi/v3")  # no credentials
+        assert response.status == 200
+        ours = json.loads(await response.read())
+    finally:
+        await client.close()
+    assert [e.message for e in OpenAPIV30SpecValidator(ours).iter_errors()] == []
+    served = set(suite.versions)
+    theirs = {
+        (path, method)
+        for path, item in upstream["paths"].items()
+        if path.split("/")[2:3] and path.split("/")[2] in served
+        for method in item
+        if method in {"get", "post", "put", "delete", "patch"}
+    }
+    assert theirs  # slurmrestd lists operations of the served versions
+    for path, method in sorted(theirs):
+        operation = ours["paths"][path][method]
+        assert operation["x-scopes"], (method, path)
+    assert {p.split("/")[2] for p in ours["paths"] if p.startswith("/slurm")} == served
+
+
+@pytest.mark.parametrize(
+    ("suite_name", "version"), [(s, v) for s, v in suite_versions() if v >= "v0.0.44"]
+)
+async def test_util_hostlist_and_hostnames(
+    lab: Lab, tmp_path: Path, suite_name: str, version: str
+) -> None:
+    """slurmrestd's util plugin through the gateway (Slurm 26.05 serves it for v0.0.44+)."""
+    suite = lab.suites[suite_name]
+    token = create_token(tmp_path / "tokens.toml", "alice", scopes=("util:read",))
+    client = await start(suite, "http", tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        names = await client.post(
+            f"/util/{version}/hostnames", json={"hostlist": "n[1-3]"}, headers=headers
+        )
+        assert names.status == 200, await names.text()
+        assert json.loads(await names.read())["hostnames"] == ["n1", "n2", "n3"]
+        compressed = await client.post(
+            f"/util/{version}/hostlist", json={"hostnames": ["n1", "n2", "n3"]}, headers=headers
+        )
+        assert compressed.status == 200, await compressed.text()
+        assert json.loads(await compressed.read())["hostlist"] == "n[1-3]"
     finally:
         await client.close()
