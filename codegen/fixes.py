@@ -17,12 +17,16 @@ __all__ = [
     "FIXES",
     "FixReport",
     "accept_plain_numbers",
+    "answers_may_omit_data",
     "apply_fixes",
     "drop_unknown_required",
+    "error_answers_are_envelopes",
     "fix_boolean_defaults",
     "hoist_inline_request_bodies",
     "hoist_inline_tri_state",
     "is_tri_state",
+    "not_modified_answers",
+    "nullable_job_resources",
 ]
 
 Json = dict[str, Any]
@@ -271,6 +275,147 @@ def accept_plain_numbers(version: str, document: Json) -> FixReport:
     return report
 
 
+def nullable_job_resources(version: str, document: Json) -> FixReport:
+    """Let ``job_resources`` be ``null``, as slurmrestd dumps a job that holds no resources.
+
+    slurmrestd (v0.0.41 to v0.0.45; Slurm 24.11.5, 26.05.5) sends ``"job_resources": null`` for a
+    pending, held or cancelled-before-start job: the data_parser's ``DUMP_FUNC(JOB_RES_PTR)``
+    (src/plugins/data_parser/v0.0.4X/parsers.c) sets no value when the pointer is NULL. The spec
+    makes it a plain ``job_res`` object, so a generated client raises ``TypeError`` reading any
+    pending job. A reference becomes ``anyOf: [ref]`` + ``nullable`` (``nullable`` beside ``$ref``
+    is ignored in OpenAPI 3.0); v0.0.41's inline object gets ``nullable`` itself. Found by shape
+    (every property of that name), so v0.0.40 is covered too. No SchedMD bug number known.
+    """
+    report = FixReport()
+    for pointer, node in list(_nodes(document)):
+        properties = node.get("properties")
+        schema = properties.get("job_resources") if isinstance(properties, dict) else None
+        if not isinstance(properties, dict) or not isinstance(schema, dict):
+            continue
+        if schema.get("nullable") is True:
+            continue
+        if "$ref" in schema:
+            wrapper: Json = {k: v for k, v in schema.items() if k != "$ref"}
+            wrapper["anyOf"] = [{"$ref": schema["$ref"]}]
+            wrapper["nullable"] = True
+            properties["job_resources"] = wrapper
+        elif schema.get("type") == "object":
+            schema["nullable"] = True
+        else:
+            report.problems.append(f"{pointer}/properties/job_resources: unexpected {schema!r}")
+            continue
+        report.notes.append(f"{pointer}/properties/job_resources: nullable")
+    return report
+
+
+def _responses(document: Json) -> Iterator[tuple[str, Json]]:
+    """``("GET /slurm/v0.0.44/jobs/", responses)`` of every operation, sorted."""
+    for url in sorted(document.get("paths", {})):
+        for method, operation in sorted(document["paths"][url].items()):
+            if isinstance(operation, dict) and isinstance(operation.get("responses"), dict):
+                yield f"{method.upper()} {url}", operation["responses"]
+
+
+def error_answers_are_envelopes(version: str, document: Json) -> FixReport:
+    """Describe the ``default`` (error) answer as slurmrestd's envelope, not the success schema.
+
+    When an operation fails, slurmrestd's handlers skip the ``DATA_DUMP`` of their answer (``goto
+    done`` in src/slurmrestd/plugins/openapi/*/...c) and send only ``meta``, ``errors`` and
+    ``warnings``; the gateway's own errors (401, 403, 404, 502...) are the same envelope. The spec
+    reuses the success schema, whose data fields are required (``nodes``, ``last_update``,
+    ``accounts``...), so a generated client raises ``KeyError`` instead of returning the error.
+    ``default`` now references ``<version>_openapi_resp`` (exactly the envelope); data fields
+    slurmrestd sends anyway (``"jobs": []`` on a 404) are kept as additional properties.
+    """
+    report = FixReport()
+    envelope = f"{version}_openapi_resp"
+    shape = set(_schemas(document).get(envelope, {}).get("properties", {}))
+    ref = {"$ref": f"#/components/schemas/{envelope}"}
+    changed = 0
+    for where, responses in _responses(document):
+        default = responses.get("default")
+        if not isinstance(default, dict):
+            continue
+        if shape != {"meta", "errors", "warnings"}:
+            report.problems.append(f"{where}: {envelope} is missing or not meta/errors/warnings")
+            continue
+        content = default.get("content", {})
+        if set(content) - {"application/json"}:
+            report.problems.append(f"{where}: default answer of type {sorted(content)}")
+            continue
+        if content.get("application/json", {}).get("schema") == ref:
+            continue
+        default["content"] = {"application/json": {"schema": dict(ref)}}
+        default["description"] = f"an error: {envelope} (meta, errors, warnings)"
+        changed += 1
+    if changed:
+        report.notes.append(f"{changed} default answers -> {envelope}")
+    return report
+
+
+def answers_may_omit_data(version: str, document: Json) -> FixReport:
+    """Drop ``required`` from the schemas of successful answers that are not also request bodies.
+
+    slurmrestd answers ``200`` with only ``meta``/``errors``/``warnings`` when a handler fails with
+    ``errno`` 0 (``GET /slurm/.../node/nope``, ``/reservation/nope``: "Failure to query node") or
+    finds nothing (``GET /slurmdb/.../instances/``), and ``GET /slurm/.../jobs/state/`` answers
+    ``jobs`` without the ``last_backfill``/``last_update`` its schema requires (measured on the
+    lab, Slurm 24.11.5 and 26.05.5). A generated client raises ``KeyError`` on every such answer.
+    Schemas also used as request bodies (the slurmdb ``*_resp`` that POST takes) keep
+    ``required``: slurmrestd enforces it when parsing a body, and slurmdbd's handlers always dump
+    their data (``DUMP_OPENAPI_RESP_SINGLE`` after a failed query: ``"accounts": []``).
+    """
+    report = FixReport()
+    schemas = _schemas(document)
+    bodies: set[str] = set()
+    for url in document.get("paths", {}):
+        for operation in document["paths"][url].values():
+            if isinstance(operation, dict):
+                for media in operation.get("requestBody", {}).get("content", {}).values():
+                    bodies.add(str(media.get("schema", {}).get("$ref", "")))
+    for where, responses in _responses(document):
+        answer = responses.get("200")
+        if not isinstance(answer, dict):
+            continue
+        for media in answer.get("content", {}).values():
+            schema = media.get("schema")
+            name = where
+            if isinstance(schema, dict) and "$ref" in schema:
+                if schema["$ref"] in bodies:
+                    continue
+                name = schema["$ref"].removeprefix("#/components/schemas/")
+                schema = schemas.get(name)
+            if isinstance(schema, dict) and schema.pop("required", None):
+                report.notes.append(f"{name}: answers may omit its fields")
+    return report
+
+
+def not_modified_answers(version: str, document: Json) -> FixReport:
+    """Declare the empty ``304 Not Modified`` that an ``update_time`` query can get.
+
+    With ``?update_time=T`` and nothing changed since T, slurmctld returns
+    ``SLURM_NO_CHANGE_IN_DATA`` and slurmrestd answers ``304`` with no body
+    (src/slurmrestd/operations.c, RFC 7232 4.1): seen on ``/nodes``, ``/partitions`` and
+    ``/reservations`` of the lab. Undeclared, it falls to ``default`` and a generated client fails
+    decoding an empty body as JSON; declared without content, it returns ``parsed=None``.
+    """
+    report = FixReport()
+    for url in sorted(document.get("paths", {})):
+        item = document["paths"][url]
+        shared = item.get("parameters", [])
+        for method, operation in sorted(item.items()):
+            if not isinstance(operation, dict) or method != "get":
+                continue
+            parameters = [*shared, *operation.get("parameters", [])]
+            if ("query", "update_time") not in {(p.get("in"), p.get("name")) for p in parameters}:
+                continue
+            responses = operation.setdefault("responses", {})
+            if "304" not in responses:
+                responses["304"] = {"description": "nothing changed since update_time (no body)"}
+                report.notes.append(f"GET {url}: 304")
+    return report
+
+
 #: The fixes, in the order they run.
 FIXES: tuple[Callable[[str, Json], FixReport], ...] = (
     hoist_inline_request_bodies,
@@ -278,6 +423,10 @@ FIXES: tuple[Callable[[str, Json], FixReport], ...] = (
     fix_boolean_defaults,
     drop_unknown_required,
     accept_plain_numbers,
+    nullable_job_resources,
+    error_answers_are_envelopes,
+    answers_may_omit_data,
+    not_modified_answers,
 )
 
 

@@ -2058,11 +2058,11 @@ class V0040OpenapiNodesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last node change (UNIX timestamp)"
+    last_update: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last node change (UNIX timestamp)"
     )
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list[V0040Node] = Field(..., description="List of nodes")
+    nodes: list[V0040Node] | None = Field(None, description="List of nodes")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2073,7 +2073,7 @@ class V0040OpenapiPingArrayResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list[V0040ControllerPing] = Field(..., description="pings")
+    pings: list[V0040ControllerPing] | None = Field(None, description="pings")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2094,7 +2094,7 @@ class V0040OpenapiSlurmdbdQosRemovedResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_qos: list[str] = Field(..., description="removed QOS")
+    removed_qos: list[str] | None = Field(None, description="removed QOS")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2114,7 +2114,7 @@ class V0040OpenapiUsersAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_users: str = Field(..., description="added_users")
+    added_users: str | None = Field(None, description="added_users")
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2125,7 +2125,7 @@ class V0040OpenapiWckeyRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_wckeys: list[str] = Field(..., description="deleted wckeys")
+    deleted_wckeys: list[str] | None = Field(None, description="deleted wckeys")
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3117,7 +3117,7 @@ class V0040OpenapiAccountsAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_accounts: str = Field(..., description="added_accounts")
+    added_accounts: str | None = Field(None, description="added_accounts")
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3130,7 +3130,7 @@ class V0040OpenapiAccountsRemovedResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_accounts: list[str] = Field(..., description="removed_accounts")
+    removed_accounts: list[str] | None = Field(None, description="removed_accounts")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3152,7 +3152,7 @@ class V0040OpenapiAssocsRemovedResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list[str] = Field(..., description="removed_associations")
+    removed_associations: list[str] | None = Field(None, description="removed_associations")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3172,7 +3172,7 @@ class V0040OpenapiClustersRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_clusters: list[str] = Field(..., description="deleted_clusters")
+    deleted_clusters: list[str] | None = Field(None, description="deleted_clusters")
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3196,7 +3196,7 @@ class V0040OpenapiDiagResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0040StatsMsg = Field(..., description="statistics")
+    statistics: V0040StatsMsg | None = Field(None, description="statistics")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3206,7 +3206,7 @@ class V0040OpenapiInstancesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    instances: list[V0040Instance] = Field(..., description="instances")
+    instances: list[V0040Instance] | None = Field(None, description="instances")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3217,12 +3217,12 @@ class V0040OpenapiJobInfoResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list[V0040JobInfo] = Field(..., description="List of jobs")
-    last_backfill: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last backfill scheduler run (UNIX timestamp)"
+    jobs: list[V0040JobInfo] | None = Field(None, description="List of jobs")
+    last_backfill: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last backfill scheduler run (UNIX timestamp)"
     )
-    last_update: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last job change (UNIX timestamp)"
+    last_update: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last job change (UNIX timestamp)"
     )
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3268,8 +3268,8 @@ class V0040OpenapiKillJobsResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list[V0040KillJobsRespJob] = Field(
-        ..., description="resultant status of signal request"
+    status: list[V0040KillJobsRespJob] | None = Field(
+        None, description="resultant status of signal request"
     )
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3280,10 +3280,10 @@ class V0040OpenapiLicensesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last licenses change (UNIX timestamp)"
+    last_update: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last licenses change (UNIX timestamp)"
     )
-    licenses: list[V0040License] = Field(..., description="List of licenses")
+    licenses: list[V0040License] | None = Field(None, description="List of licenses")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3294,11 +3294,11 @@ class V0040OpenapiPartitionResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last partition change (UNIX timestamp)"
+    last_update: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last partition change (UNIX timestamp)"
     )
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    partitions: list[V0040PartitionInfo] = Field(..., description="List of partitions")
+    partitions: list[V0040PartitionInfo] | None = Field(None, description="List of partitions")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3308,11 +3308,13 @@ class V0040OpenapiReservationResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0040Uint64NoVal | int = Field(
-        ..., description="Time of last reservation change (UNIX timestamp)"
+    last_update: V0040Uint64NoVal | int | None = Field(
+        None, description="Time of last reservation change (UNIX timestamp)"
     )
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list[V0040ReservationInfo] = Field(..., description="List of reservations")
+    reservations: list[V0040ReservationInfo] | None = Field(
+        None, description="List of reservations"
+    )
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3334,7 +3336,7 @@ class V0040OpenapiSlurmdbdStatsResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0040StatsRec = Field(..., description="statistics")
+    statistics: V0040StatsRec | None = Field(None, description="statistics")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3553,7 +3555,7 @@ class V0040OpenapiSlurmdbdJobsResp(BaseModel):
         populate_by_name=True,
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list[V0040Job] = Field(..., description="jobs")
+    jobs: list[V0040Job] | None = Field(None, description="jobs")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3585,5 +3587,5 @@ class V0040OpenapiSharesResp(BaseModel):
     )
     errors: list[V0040OpenapiError] | None = Field(None, description="Query errors")
     meta: V0040OpenapiMeta | None = Field(None, description="Slurm meta values")
-    shares: V0040SharesRespMsg = Field(..., description="fairshare info")
+    shares: V0040SharesRespMsg | None = Field(None, description="fairshare info")
     warnings: list[V0040OpenapiWarning] | None = Field(None, description="Query warnings")

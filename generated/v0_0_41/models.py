@@ -1381,7 +1381,7 @@ class V0041OpenapiAssocsRemovedResp(BaseModel):
         None, description="Query errors"
     )
     meta: V0041OpenapiAssocsRemovedRespMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list_aliased[str] = Field(..., description="removed_associations")
+    removed_associations: list_aliased[str] | None = Field(None, description="removed_associations")
     warnings: list_aliased[V0041OpenapiAssocsRemovedRespWarning] | None = Field(
         None, description="Query warnings"
     )
@@ -1919,7 +1919,9 @@ class V0041OpenapiInstancesResp(BaseModel):
     errors: list_aliased[V0041OpenapiInstancesRespError] | None = Field(
         None, description="Query errors"
     )
-    instances: list_aliased[V0041OpenapiInstancesRespInstance] = Field(..., description="instances")
+    instances: list_aliased[V0041OpenapiInstancesRespInstance] | None = Field(
+        None, description="instances"
+    )
     meta: V0041OpenapiInstancesRespMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0041OpenapiInstancesRespWarning] | None = Field(
         None, description="Query warnings"
@@ -7354,12 +7356,12 @@ class V0041OpenapiJobInfoResp(BaseModel):
     errors: list_aliased[V0041OpenapiJobInfoRespError] | None = Field(
         None, description="Query errors"
     )
-    jobs: list_aliased[V0041OpenapiJobInfoRespJob] = Field(..., description="List of jobs")
-    last_backfill: V0041Uint64NoValStruct | int = Field(
-        ..., description="Time of last backfill scheduler run (UNIX timestamp)"
+    jobs: list_aliased[V0041OpenapiJobInfoRespJob] | None = Field(None, description="List of jobs")
+    last_backfill: V0041Uint64NoValStruct | int | None = Field(
+        None, description="Time of last backfill scheduler run (UNIX timestamp)"
     )
-    last_update: V0041Uint64NoValStruct | int = Field(
-        ..., description="Time of last job change (UNIX timestamp)"
+    last_update: V0041Uint64NoValStruct | int | None = Field(
+        None, description="Time of last job change (UNIX timestamp)"
     )
     meta: V0041OpenapiJobInfoRespMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0041OpenapiJobInfoRespWarning] | None = Field(
@@ -7532,11 +7534,11 @@ class V0041OpenapiNodesResp(BaseModel):
     errors: list_aliased[V0041OpenapiNodesRespError] | None = Field(
         None, description="Query errors"
     )
-    last_update: V0041Uint64NoValStruct | int = Field(
-        ..., description="Time of last node change (UNIX timestamp)"
+    last_update: V0041Uint64NoValStruct | int | None = Field(
+        None, description="Time of last node change (UNIX timestamp)"
     )
     meta: V0041OpenapiNodesRespMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0041OpenapiNodesRespNode] = Field(..., description="List of nodes")
+    nodes: list_aliased[V0041OpenapiNodesRespNode] | None = Field(None, description="List of nodes")
     warnings: list_aliased[V0041OpenapiNodesRespWarning] | None = Field(
         None, description="Query warnings"
     )
@@ -7632,12 +7634,12 @@ class V0041OpenapiPartitionResp(BaseModel):
     errors: list_aliased[V0041OpenapiPartitionRespError] | None = Field(
         None, description="Query errors"
     )
-    last_update: V0041Uint64NoValStruct | int = Field(
-        ..., description="Time of last partition change (UNIX timestamp)"
+    last_update: V0041Uint64NoValStruct | int | None = Field(
+        None, description="Time of last partition change (UNIX timestamp)"
     )
     meta: V0041OpenapiPartitionRespMeta | None = Field(None, description="Slurm meta values")
-    partitions: list_aliased[V0041OpenapiPartitionRespPartition] = Field(
-        ..., description="List of partitions"
+    partitions: list_aliased[V0041OpenapiPartitionRespPartition] | None = Field(
+        None, description="List of partitions"
     )
     warnings: list_aliased[V0041OpenapiPartitionRespWarning] | None = Field(
         None, description="Query warnings"
@@ -7701,12 +7703,12 @@ class V0041OpenapiReservationResp(BaseModel):
     errors: list_aliased[V0041OpenapiReservationRespError] | None = Field(
         None, description="Query errors"
     )
-    last_update: V0041Uint64NoValStruct | int = Field(
-        ..., description="Time of last reservation change (UNIX timestamp)"
+    last_update: V0041Uint64NoValStruct | int | None = Field(
+        None, description="Time of last reservation change (UNIX timestamp)"
     )
     meta: V0041OpenapiReservationRespMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0041OpenapiReservationRespReservation] = Field(
-        ..., description="List of reservations"
+    reservations: list_aliased[V0041OpenapiReservationRespReservation] | None = Field(
+        None, description="List of reservations"
     )
     warnings: list_aliased[V0041OpenapiReservationRespWarning] | None = Field(
         None, description="Query warnings"
@@ -7795,7 +7797,7 @@ class V0041OpenapiSharesResp(BaseModel):
         None, description="Query errors"
     )
     meta: V0041OpenapiSharesRespMeta | None = Field(None, description="Slurm meta values")
-    shares: V0041OpenapiSharesRespShares = Field(..., description="fairshare info")
+    shares: V0041OpenapiSharesRespShares | None = Field(None, description="fairshare info")
     warnings: list_aliased[V0041OpenapiSharesRespWarning] | None = Field(
         None, description="Query warnings"
     )
@@ -8386,7 +8388,7 @@ class V0041OpenapiSlurmdbdJobsResp(BaseModel):
     errors: list_aliased[V0041OpenapiSlurmdbdJobsRespError] | None = Field(
         None, description="Query errors"
     )
-    jobs: list_aliased[V0041OpenapiSlurmdbdJobsRespJob] = Field(..., description="jobs")
+    jobs: list_aliased[V0041OpenapiSlurmdbdJobsRespJob] | None = Field(None, description="jobs")
     meta: V0041OpenapiSlurmdbdJobsRespMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0041OpenapiSlurmdbdJobsRespWarning] | None = Field(
         None, description="Query warnings"

@@ -2190,11 +2190,11 @@ class V0042OpenapiNodesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last node change (UNIX timestamp)"
+    last_update: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last node change (UNIX timestamp)"
     )
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0042Node] = Field(..., description="List of nodes")
+    nodes: list_aliased[V0042Node] | None = Field(None, description="List of nodes")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2205,7 +2205,7 @@ class V0042OpenapiPingArrayResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0042ControllerPing] = Field(..., description="pings")
+    pings: list_aliased[V0042ControllerPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2226,7 +2226,7 @@ class V0042OpenapiSlurmdbdPingResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0042SlurmdbdPing] = Field(..., description="pings")
+    pings: list_aliased[V0042SlurmdbdPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2237,7 +2237,7 @@ class V0042OpenapiSlurmdbdQosRemovedResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_qos: list_aliased[str] = Field(..., description="removed QOS")
+    removed_qos: list_aliased[str] | None = Field(None, description="removed QOS")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2257,7 +2257,7 @@ class V0042OpenapiUsersAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_users: str = Field(..., description="added_users")
+    added_users: str | None = Field(None, description="added_users")
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2268,7 +2268,7 @@ class V0042OpenapiWckeyRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_wckeys: list_aliased[str] = Field(..., description="deleted wckeys")
+    deleted_wckeys: list_aliased[str] | None = Field(None, description="deleted wckeys")
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2897,7 +2897,7 @@ class V0042OpenapiAccountsAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_accounts: str = Field(..., description="added_accounts")
+    added_accounts: str | None = Field(None, description="added_accounts")
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2910,7 +2910,7 @@ class V0042OpenapiAccountsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_accounts: list_aliased[str] = Field(..., description="removed_accounts")
+    removed_accounts: list_aliased[str] | None = Field(None, description="removed_accounts")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2932,7 +2932,7 @@ class V0042OpenapiAssocsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list_aliased[str] = Field(..., description="removed_associations")
+    removed_associations: list_aliased[str] | None = Field(None, description="removed_associations")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2952,7 +2952,7 @@ class V0042OpenapiClustersRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_clusters: list_aliased[str] = Field(..., description="deleted_clusters")
+    deleted_clusters: list_aliased[str] | None = Field(None, description="deleted_clusters")
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2975,7 +2975,7 @@ class V0042OpenapiInstancesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    instances: list_aliased[V0042Instance] = Field(..., description="instances")
+    instances: list_aliased[V0042Instance] | None = Field(None, description="instances")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3025,8 +3025,8 @@ class V0042OpenapiKillJobResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0042KillJobsRespJob] = Field(
-        ..., description="resultant status of signal request"
+    status: list_aliased[V0042KillJobsRespJob] | None = Field(
+        None, description="resultant status of signal request"
     )
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3038,8 +3038,8 @@ class V0042OpenapiKillJobsResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0042KillJobsRespJob] = Field(
-        ..., description="resultant status of signal request"
+    status: list_aliased[V0042KillJobsRespJob] | None = Field(
+        None, description="resultant status of signal request"
     )
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3050,10 +3050,10 @@ class V0042OpenapiLicensesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last licenses change (UNIX timestamp)"
+    last_update: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last licenses change (UNIX timestamp)"
     )
-    licenses: list_aliased[V0042License] = Field(..., description="List of licenses")
+    licenses: list_aliased[V0042License] | None = Field(None, description="List of licenses")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3064,11 +3064,13 @@ class V0042OpenapiPartitionResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last partition change (UNIX timestamp)"
+    last_update: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last partition change (UNIX timestamp)"
     )
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    partitions: list_aliased[V0042PartitionInfo] = Field(..., description="List of partitions")
+    partitions: list_aliased[V0042PartitionInfo] | None = Field(
+        None, description="List of partitions"
+    )
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3078,12 +3080,12 @@ class V0042OpenapiReservationResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last reservation change (UNIX timestamp)"
+    last_update: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last reservation change (UNIX timestamp)"
     )
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0042ReservationInfo] = Field(
-        ..., description="List of reservations"
+    reservations: list_aliased[V0042ReservationInfo] | None = Field(
+        None, description="List of reservations"
     )
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3106,7 +3108,7 @@ class V0042OpenapiSlurmdbdStatsResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0042StatsRec = Field(..., description="statistics")
+    statistics: V0042StatsRec | None = Field(None, description="statistics")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3541,7 +3543,7 @@ class V0042OpenapiDiagResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0042StatsMsg = Field(..., description="statistics")
+    statistics: V0042StatsMsg | None = Field(None, description="statistics")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3569,7 +3571,7 @@ class V0042OpenapiSlurmdbdJobsResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0042Job] = Field(..., description="jobs")
+    jobs: list_aliased[V0042Job] | None = Field(None, description="jobs")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3889,12 +3891,12 @@ class V0042OpenapiJobInfoResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0042JobInfo] = Field(..., description="List of jobs")
-    last_backfill: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last backfill scheduler run (UNIX timestamp)"
+    jobs: list_aliased[V0042JobInfo] | None = Field(None, description="List of jobs")
+    last_backfill: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last backfill scheduler run (UNIX timestamp)"
     )
-    last_update: V0042Uint64NoValStruct | int = Field(
-        ..., description="Time of last job change (UNIX timestamp)"
+    last_update: V0042Uint64NoValStruct | int | None = Field(
+        None, description="Time of last job change (UNIX timestamp)"
     )
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3907,5 +3909,5 @@ class V0042OpenapiSharesResp(BaseModel):
     )
     errors: list_aliased[V0042OpenapiError] | None = Field(None, description="Query errors")
     meta: V0042OpenapiMeta | None = Field(None, description="Slurm meta values")
-    shares: V0042SharesRespMsg = Field(..., description="fairshare info")
+    shares: V0042SharesRespMsg | None = Field(None, description="fairshare info")
     warnings: list_aliased[V0042OpenapiWarning] | None = Field(None, description="Query warnings")

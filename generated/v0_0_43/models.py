@@ -2693,12 +2693,12 @@ class V0043OpenapiNodesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0043Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last node change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0043Node] = Field(..., description="List of nodes")
+    nodes: list_aliased[V0043Node] | None = Field(None, description="List of nodes")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2709,7 +2709,7 @@ class V0043OpenapiPingArrayResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0043ControllerPing] = Field(..., description="pings")
+    pings: list_aliased[V0043ControllerPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2730,7 +2730,7 @@ class V0043OpenapiSlurmdbdPingResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0043SlurmdbdPing] = Field(..., description="pings")
+    pings: list_aliased[V0043SlurmdbdPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2741,7 +2741,7 @@ class V0043OpenapiSlurmdbdQosRemovedResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_qos: list_aliased[str] = Field(..., description="removed QOS")
+    removed_qos: list_aliased[str] | None = Field(None, description="removed QOS")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2761,7 +2761,7 @@ class V0043OpenapiUsersAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_users: str = Field(..., description="added_users")
+    added_users: str | None = Field(None, description="added_users")
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2772,7 +2772,7 @@ class V0043OpenapiWckeyRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_wckeys: list_aliased[str] = Field(..., description="deleted wckeys")
+    deleted_wckeys: list_aliased[str] | None = Field(None, description="deleted wckeys")
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3655,7 +3655,7 @@ class V0043OpenapiAccountsAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_accounts: str = Field(..., description="added_accounts")
+    added_accounts: str | None = Field(None, description="added_accounts")
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3668,7 +3668,7 @@ class V0043OpenapiAccountsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_accounts: list_aliased[str] = Field(..., description="removed_accounts")
+    removed_accounts: list_aliased[str] | None = Field(None, description="removed_accounts")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3690,7 +3690,7 @@ class V0043OpenapiAssocsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list_aliased[str] = Field(..., description="removed_associations")
+    removed_associations: list_aliased[str] | None = Field(None, description="removed_associations")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3710,7 +3710,7 @@ class V0043OpenapiClustersRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_clusters: list_aliased[str] = Field(..., description="deleted_clusters")
+    deleted_clusters: list_aliased[str] | None = Field(None, description="deleted_clusters")
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3733,7 +3733,7 @@ class V0043OpenapiInstancesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    instances: list_aliased[V0043Instance] = Field(..., description="instances")
+    instances: list_aliased[V0043Instance] | None = Field(None, description="instances")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3783,8 +3783,8 @@ class V0043OpenapiKillJobResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0043KillJobsRespJob] = Field(
-        ...,
+    status: list_aliased[V0043KillJobsRespJob] | None = Field(
+        None,
         description="resultant status of signal request (List of jobs signal responses)",
     )
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3797,8 +3797,8 @@ class V0043OpenapiKillJobsResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0043KillJobsRespJob] = Field(
-        ...,
+    status: list_aliased[V0043KillJobsRespJob] | None = Field(
+        None,
         description="resultant status of signal request (List of jobs signal responses)",
     )
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3810,11 +3810,11 @@ class V0043OpenapiLicensesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0043Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last licenses change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    licenses: list_aliased[V0043License] = Field(..., description="List of licenses")
+    licenses: list_aliased[V0043License] | None = Field(None, description="List of licenses")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3825,12 +3825,14 @@ class V0043OpenapiPartitionResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0043Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last partition change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    partitions: list_aliased[V0043PartitionInfo] = Field(..., description="List of partitions")
+    partitions: list_aliased[V0043PartitionInfo] | None = Field(
+        None, description="List of partitions"
+    )
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3841,8 +3843,8 @@ class V0043OpenapiReservationModResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0043ReservationDescMsg] = Field(
-        ..., description="Reservation descriptions"
+    reservations: list_aliased[V0043ReservationDescMsg] | None = Field(
+        None, description="Reservation descriptions"
     )
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3853,13 +3855,13 @@ class V0043OpenapiReservationResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0043Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last reservation change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0043ReservationInfo] = Field(
-        ..., description="List of reservations"
+    reservations: list_aliased[V0043ReservationInfo] | None = Field(
+        None, description="List of reservations"
     )
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3882,7 +3884,7 @@ class V0043OpenapiSlurmdbdStatsResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0043StatsRec = Field(..., description="statistics")
+    statistics: V0043StatsRec | None = Field(None, description="statistics")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4629,7 +4631,7 @@ class V0043OpenapiDiagResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0043StatsMsg = Field(..., description="statistics")
+    statistics: V0043StatsMsg | None = Field(None, description="statistics")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4639,13 +4641,13 @@ class V0043OpenapiJobInfoResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0043JobInfo] = Field(..., description="List of jobs")
-    last_backfill: V0043Uint64NoValStruct | int = Field(
-        ...,
+    jobs: list_aliased[V0043JobInfo] | None = Field(None, description="List of jobs")
+    last_backfill: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last backfill scheduler run (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    last_update: V0043Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0043Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last job change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
@@ -4678,7 +4680,7 @@ class V0043OpenapiSlurmdbdJobsResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0043Job] = Field(..., description="jobs")
+    jobs: list_aliased[V0043Job] | None = Field(None, description="jobs")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4712,5 +4714,5 @@ class V0043OpenapiSharesResp(BaseModel):
     )
     errors: list_aliased[V0043OpenapiError] | None = Field(None, description="Query errors")
     meta: V0043OpenapiMeta | None = Field(None, description="Slurm meta values")
-    shares: V0043SharesRespMsg = Field(..., description="fairshare info")
+    shares: V0043SharesRespMsg | None = Field(None, description="fairshare info")
     warnings: list_aliased[V0043OpenapiWarning] | None = Field(None, description="Query warnings")

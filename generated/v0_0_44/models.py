@@ -2495,12 +2495,12 @@ class V0044OpenapiNodesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0044Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last node change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0044Node] = Field(..., description="List of nodes")
+    nodes: list_aliased[V0044Node] | None = Field(None, description="List of nodes")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2511,7 +2511,7 @@ class V0044OpenapiPingArrayResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0044ControllerPing] = Field(..., description="pings")
+    pings: list_aliased[V0044ControllerPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2522,7 +2522,9 @@ class V0044OpenapiResourceLayoutResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0044NodeResourceLayout] = Field(..., description="Node resource layouts")
+    nodes: list_aliased[V0044NodeResourceLayout] | None = Field(
+        None, description="Node resource layouts"
+    )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2543,7 +2545,7 @@ class V0044OpenapiSlurmdbdPingResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0044SlurmdbdPing] = Field(..., description="pings")
+    pings: list_aliased[V0044SlurmdbdPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2554,7 +2556,7 @@ class V0044OpenapiSlurmdbdQosRemovedResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_qos: list_aliased[str] = Field(..., description="removed QOS")
+    removed_qos: list_aliased[str] | None = Field(None, description="removed QOS")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2574,7 +2576,7 @@ class V0044OpenapiUsersAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_users: str = Field(..., description="added_users")
+    added_users: str | None = Field(None, description="added_users")
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -2585,7 +2587,7 @@ class V0044OpenapiWckeyRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_wckeys: list_aliased[str] = Field(..., description="deleted wckeys")
+    deleted_wckeys: list_aliased[str] | None = Field(None, description="deleted wckeys")
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3769,7 +3771,7 @@ class V0044OpenapiAccountsAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_accounts: str = Field(..., description="added_accounts")
+    added_accounts: str | None = Field(None, description="added_accounts")
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3782,7 +3784,7 @@ class V0044OpenapiAccountsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_accounts: list_aliased[str] = Field(..., description="removed_accounts")
+    removed_accounts: list_aliased[str] | None = Field(None, description="removed_accounts")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3804,7 +3806,7 @@ class V0044OpenapiAssocsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list_aliased[str] = Field(..., description="removed_associations")
+    removed_associations: list_aliased[str] | None = Field(None, description="removed_associations")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3824,7 +3826,7 @@ class V0044OpenapiClustersRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_clusters: list_aliased[str] = Field(..., description="deleted_clusters")
+    deleted_clusters: list_aliased[str] | None = Field(None, description="deleted_clusters")
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3882,7 +3884,7 @@ class V0044OpenapiInstancesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    instances: list_aliased[V0044Instance] = Field(..., description="instances")
+    instances: list_aliased[V0044Instance] | None = Field(None, description="instances")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3918,7 +3920,7 @@ class V0044OpenapiJobModifyResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    results: list_aliased[str] = Field(..., description="Job modify results")
+    results: list_aliased[str] | None = Field(None, description="Job modify results")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3955,8 +3957,8 @@ class V0044OpenapiKillJobResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0044KillJobsRespJob] = Field(
-        ...,
+    status: list_aliased[V0044KillJobsRespJob] | None = Field(
+        None,
         description="resultant status of signal request (List of jobs signal responses)",
     )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3969,8 +3971,8 @@ class V0044OpenapiKillJobsResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0044KillJobsRespJob] = Field(
-        ...,
+    status: list_aliased[V0044KillJobsRespJob] | None = Field(
+        None,
         description="resultant status of signal request (List of jobs signal responses)",
     )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3982,11 +3984,11 @@ class V0044OpenapiLicensesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0044Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last licenses change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    licenses: list_aliased[V0044License] = Field(..., description="List of licenses")
+    licenses: list_aliased[V0044License] | None = Field(None, description="List of licenses")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -3997,12 +3999,14 @@ class V0044OpenapiPartitionResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0044Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last partition change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    partitions: list_aliased[V0044PartitionInfo] = Field(..., description="List of partitions")
+    partitions: list_aliased[V0044PartitionInfo] | None = Field(
+        None, description="List of partitions"
+    )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4013,8 +4017,8 @@ class V0044OpenapiReservationModResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0044ReservationDescMsg] = Field(
-        ..., description="Reservation descriptions"
+    reservations: list_aliased[V0044ReservationDescMsg] | None = Field(
+        None, description="Reservation descriptions"
     )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4025,13 +4029,13 @@ class V0044OpenapiReservationResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0044Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last reservation change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0044ReservationInfo] = Field(
-        ..., description="List of reservations"
+    reservations: list_aliased[V0044ReservationInfo] | None = Field(
+        None, description="List of reservations"
     )
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4054,7 +4058,7 @@ class V0044OpenapiSlurmdbdStatsResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0044StatsRec = Field(..., description="statistics")
+    statistics: V0044StatsRec | None = Field(None, description="statistics")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4814,7 +4818,7 @@ class V0044OpenapiDiagResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0044StatsMsg = Field(..., description="statistics")
+    statistics: V0044StatsMsg | None = Field(None, description="statistics")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4824,13 +4828,13 @@ class V0044OpenapiJobInfoResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0044JobInfo] = Field(..., description="List of jobs")
-    last_backfill: V0044Uint64NoValStruct | int = Field(
-        ...,
+    jobs: list_aliased[V0044JobInfo] | None = Field(None, description="List of jobs")
+    last_backfill: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last backfill scheduler run (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    last_update: V0044Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0044Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last job change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
@@ -4863,7 +4867,7 @@ class V0044OpenapiSlurmdbdJobsResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0044Job] = Field(..., description="jobs")
+    jobs: list_aliased[V0044Job] | None = Field(None, description="jobs")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4897,5 +4901,5 @@ class V0044OpenapiSharesResp(BaseModel):
     )
     errors: list_aliased[V0044OpenapiError] | None = Field(None, description="Query errors")
     meta: V0044OpenapiMeta | None = Field(None, description="Slurm meta values")
-    shares: V0044SharesRespMsg = Field(..., description="fairshare info")
+    shares: V0044SharesRespMsg | None = Field(None, description="fairshare info")
     warnings: list_aliased[V0044OpenapiWarning] | None = Field(None, description="Query warnings")

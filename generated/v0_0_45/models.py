@@ -2932,12 +2932,12 @@ class V0045OpenapiNodesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0045Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last node change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0045Node] = Field(..., description="List of nodes")
+    nodes: list_aliased[V0045Node] | None = Field(None, description="List of nodes")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2948,7 +2948,7 @@ class V0045OpenapiPingArrayResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0045ControllerPing] = Field(..., description="pings")
+    pings: list_aliased[V0045ControllerPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2959,7 +2959,9 @@ class V0045OpenapiResourceLayoutResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    nodes: list_aliased[V0045NodeResourceLayout] = Field(..., description="Node resource layouts")
+    nodes: list_aliased[V0045NodeResourceLayout] | None = Field(
+        None, description="Node resource layouts"
+    )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2980,7 +2982,7 @@ class V0045OpenapiSlurmdbdConfResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    slurmdbd_conf: V0045SlurmdbdConf = Field(..., description="slurmdbd.conf")
+    slurmdbd_conf: V0045SlurmdbdConf | None = Field(None, description="slurmdbd.conf")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -2991,7 +2993,7 @@ class V0045OpenapiSlurmdbdPingResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    pings: list_aliased[V0045SlurmdbdPing] = Field(..., description="pings")
+    pings: list_aliased[V0045SlurmdbdPing] | None = Field(None, description="pings")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3002,7 +3004,7 @@ class V0045OpenapiSlurmdbdQosRemovedResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_qos: list_aliased[str] = Field(..., description="removed QOS")
+    removed_qos: list_aliased[str] | None = Field(None, description="removed QOS")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -3022,7 +3024,7 @@ class V0045OpenapiUsersAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_users: str = Field(..., description="added_users")
+    added_users: str | None = Field(None, description="added_users")
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -3033,7 +3035,7 @@ class V0045OpenapiWckeyRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_wckeys: list_aliased[str] = Field(..., description="deleted wckeys")
+    deleted_wckeys: list_aliased[str] | None = Field(None, description="deleted wckeys")
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -4770,7 +4772,7 @@ class V0045OpenapiAccountsAddCondRespStr(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    added_accounts: str = Field(..., description="added_accounts")
+    added_accounts: str | None = Field(None, description="added_accounts")
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -4783,7 +4785,7 @@ class V0045OpenapiAccountsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_accounts: list_aliased[str] = Field(..., description="removed_accounts")
+    removed_accounts: list_aliased[str] | None = Field(None, description="removed_accounts")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4805,7 +4807,7 @@ class V0045OpenapiAssocsRemovedResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    removed_associations: list_aliased[str] = Field(..., description="removed_associations")
+    removed_associations: list_aliased[str] | None = Field(None, description="removed_associations")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4825,7 +4827,7 @@ class V0045OpenapiClustersRemovedResp(BaseModel):
         extra="allow",
         populate_by_name=True,
     )
-    deleted_clusters: list_aliased[str] = Field(..., description="deleted_clusters")
+    deleted_clusters: list_aliased[str] | None = Field(None, description="deleted_clusters")
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
@@ -4897,7 +4899,7 @@ class V0045OpenapiInstancesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    instances: list_aliased[V0045Instance] = Field(..., description="instances")
+    instances: list_aliased[V0045Instance] | None = Field(None, description="instances")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4933,7 +4935,7 @@ class V0045OpenapiJobModifyResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    results: list_aliased[str] = Field(..., description="Job modify results")
+    results: list_aliased[str] | None = Field(None, description="Job modify results")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -4957,8 +4959,8 @@ class V0045OpenapiJobRequeueResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0045JobArrayResponseMsgEntry] = Field(
-        ..., description="result of job requeue request (Job update results)"
+    status: list_aliased[V0045JobArrayResponseMsgEntry] | None = Field(
+        None, description="result of job requeue request (Job update results)"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4983,8 +4985,8 @@ class V0045OpenapiJobsRequeueResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[list_aliased[V0045JobArrayResponseMsgEntry]] = Field(
-        ..., description="result of batch job requeue request"
+    status: list_aliased[list_aliased[V0045JobArrayResponseMsgEntry]] | None = Field(
+        None, description="result of batch job requeue request"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -4996,8 +4998,8 @@ class V0045OpenapiKillJobResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0045KillJobsRespJob] = Field(
-        ..., description="result of signal request (List of jobs signal responses)"
+    status: list_aliased[V0045KillJobsRespJob] | None = Field(
+        None, description="result of signal request (List of jobs signal responses)"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5009,8 +5011,8 @@ class V0045OpenapiKillJobsResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    status: list_aliased[V0045KillJobsRespJob] = Field(
-        ..., description="result of signal request (List of jobs signal responses)"
+    status: list_aliased[V0045KillJobsRespJob] | None = Field(
+        None, description="result of signal request (List of jobs signal responses)"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5021,11 +5023,11 @@ class V0045OpenapiLicensesResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0045Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last licenses change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    licenses: list_aliased[V0045License] = Field(..., description="List of licenses")
+    licenses: list_aliased[V0045License] | None = Field(None, description="List of licenses")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5036,12 +5038,14 @@ class V0045OpenapiPartitionResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0045Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last partition change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    partitions: list_aliased[V0045PartitionInfo] = Field(..., description="List of partitions")
+    partitions: list_aliased[V0045PartitionInfo] | None = Field(
+        None, description="List of partitions"
+    )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -5065,8 +5069,8 @@ class V0045OpenapiReservationModResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0045ReservationDescMsg] = Field(
-        ..., description="Reservation descriptions"
+    reservations: list_aliased[V0045ReservationDescMsg] | None = Field(
+        None, description="Reservation descriptions"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5077,13 +5081,13 @@ class V0045OpenapiReservationResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    last_update: V0045Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last reservation change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    reservations: list_aliased[V0045ReservationInfo] = Field(
-        ..., description="List of reservations"
+    reservations: list_aliased[V0045ReservationInfo] | None = Field(
+        None, description="List of reservations"
     )
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5106,7 +5110,7 @@ class V0045OpenapiSlurmdbdStatsResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0045StatsRec = Field(..., description="statistics")
+    statistics: V0045StatsRec | None = Field(None, description="statistics")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -5871,7 +5875,7 @@ class V0045OpenapiDiagResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    statistics: V0045StatsMsg = Field(..., description="statistics")
+    statistics: V0045StatsMsg | None = Field(None, description="statistics")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
 
@@ -5881,13 +5885,13 @@ class V0045OpenapiJobInfoResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0045JobInfo] = Field(..., description="List of jobs")
-    last_backfill: V0045Uint64NoValStruct | int = Field(
-        ...,
+    jobs: list_aliased[V0045JobInfo] | None = Field(None, description="List of jobs")
+    last_backfill: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last backfill scheduler run (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
-    last_update: V0045Uint64NoValStruct | int = Field(
-        ...,
+    last_update: V0045Uint64NoValStruct | int | None = Field(
+        None,
         description="Time of last job change (UNIX timestamp) (UNIX timestamp or time string recognized by Slurm (e.g., '[MM/DD[/YY]-]HH:MM[:SS]'); may also be infinite or unset) (64 bit integer number with flags)",
     )
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
@@ -5917,7 +5921,7 @@ class V0045OpenapiSlurmdbdJobsResp(BaseModel):
         populate_by_name=True,
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
-    jobs: list_aliased[V0045Job] = Field(..., description="jobs")
+    jobs: list_aliased[V0045Job] | None = Field(None, description="jobs")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")
 
@@ -5951,5 +5955,5 @@ class V0045OpenapiSharesResp(BaseModel):
     )
     errors: list_aliased[V0045OpenapiError] | None = Field(None, description="Query errors")
     meta: V0045OpenapiMeta | None = Field(None, description="Slurm meta values")
-    shares: V0045SharesRespMsg = Field(..., description="fairshare info")
+    shares: V0045SharesRespMsg | None = Field(None, description="fairshare info")
     warnings: list_aliased[V0045OpenapiWarning] | None = Field(None, description="Query warnings")

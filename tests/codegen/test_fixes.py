@@ -7,12 +7,16 @@ from typing import Any
 
 from slurmgate.codegen.fixes import (
     accept_plain_numbers,
+    answers_may_omit_data,
     apply_fixes,
     drop_unknown_required,
+    error_answers_are_envelopes,
     fix_boolean_defaults,
     hoist_inline_request_bodies,
     hoist_inline_tri_state,
     is_tri_state,
+    not_modified_answers,
+    nullable_job_resources,
 )
 
 REF = "#/components/schemas/"
@@ -220,3 +224,160 @@ def test_apply_fixes_on_v0_0_41_shape_ends_with_plain_numbers_allowed() -> None:
         {"$ref": REF + "v0.0.41_uint32_no_val_struct"},
         {"type": "integer", "format": "int32"},
     ]
+
+
+def test_job_resources_may_be_null_by_reference_or_inline() -> None:
+    document = _document(
+        {
+            "v0.0.45_job_info": {
+                "type": "object",
+                "properties": {
+                    "job_resources": {"$ref": REF + "v0.0.45_job_res", "description": "d"},
+                    "name": {"type": "string"},
+                },
+            },
+            "v0.0.41_openapi_job_info_resp": {
+                "type": "object",
+                "properties": {
+                    "jobs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"job_resources": {"type": "object", "properties": {}}},
+                        },
+                    }
+                },
+            },
+        }
+    )
+    report = nullable_job_resources("v0.0.45", document)
+    schemas = document["components"]["schemas"]
+    assert schemas["v0.0.45_job_info"]["properties"]["job_resources"] == {
+        "anyOf": [{"$ref": REF + "v0.0.45_job_res"}],
+        "nullable": True,
+        "description": "d",
+    }
+    inline = schemas["v0.0.41_openapi_job_info_resp"]["properties"]["jobs"]["items"]
+    assert inline["properties"]["job_resources"]["nullable"] is True
+    assert len(report.notes) == 2
+    assert report.problems == []
+    again = nullable_job_resources("v0.0.45", document)
+    assert again.notes == []
+
+
+def _operation(responses: dict[str, Any], **extra: object) -> dict[str, Any]:
+    return {"operationId": "op", "responses": responses, **extra}
+
+
+def _answer(name: str) -> dict[str, Any]:
+    return {"description": "d", "content": {"application/json": {"schema": {"$ref": REF + name}}}}
+
+
+def _envelope() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"meta": {}, "errors": {}, "warnings": {}},
+    }
+
+
+def test_default_answers_become_the_error_envelope() -> None:
+    document = _document(
+        {
+            "v0.0.45_openapi_resp": _envelope(),
+            "v0.0.45_openapi_nodes_resp": {"type": "object", "properties": {"nodes": {}}},
+        },
+        {
+            "/slurm/v0.0.45/nodes/": {
+                "get": _operation(
+                    {
+                        "200": _answer("v0.0.45_openapi_nodes_resp"),
+                        "default": _answer("v0.0.45_openapi_nodes_resp"),
+                    }
+                )
+            }
+        },
+    )
+    report = error_answers_are_envelopes("v0.0.45", document)
+    responses = document["paths"]["/slurm/v0.0.45/nodes/"]["get"]["responses"]
+    assert responses["default"]["content"] == {
+        "application/json": {"schema": {"$ref": REF + "v0.0.45_openapi_resp"}}
+    }
+    assert responses["200"] == _answer("v0.0.45_openapi_nodes_resp")
+    assert report.notes == ["1 default answers -> v0.0.45_openapi_resp"]
+    assert error_answers_are_envelopes("v0.0.45", document).notes == []
+
+
+def test_default_answers_without_an_envelope_schema_are_a_problem() -> None:
+    document = _document(
+        {"v0.0.45_openapi_resp": {"type": "object", "properties": {"errors": {}}}},
+        {"/slurm/v0.0.45/ping/": {"get": _operation({"default": _answer("v0.0.45_x")})}},
+    )
+    report = error_answers_are_envelopes("v0.0.45", document)
+    assert report.problems == [
+        "GET /slurm/v0.0.45/ping/: v0.0.45_openapi_resp is missing or not meta/errors/warnings"
+    ]
+
+
+def test_answers_may_omit_data_unless_the_schema_is_also_a_request_body() -> None:
+    required = {"type": "object", "properties": {"nodes": {}}, "required": ["nodes"]}
+    document = _document(
+        {
+            "v0.0.45_openapi_nodes_resp": copy.deepcopy(required),
+            "v0.0.45_openapi_accounts_resp": copy.deepcopy(required),
+        },
+        {
+            "/slurm/v0.0.45/nodes/": {
+                "get": _operation({"200": _answer("v0.0.45_openapi_nodes_resp")})
+            },
+            "/slurmdb/v0.0.45/accounts/": {
+                "get": _operation({"200": _answer("v0.0.45_openapi_accounts_resp")}),
+                "post": _operation(
+                    {"200": _answer("v0.0.45_openapi_resp")},
+                    requestBody=_answer("v0.0.45_openapi_accounts_resp"),
+                ),
+            },
+            "/slurm/v0.0.41/jobs/": {
+                "get": _operation(
+                    {
+                        "200": {
+                            "description": "inline, as v0.0.41 writes some answers",
+                            "content": {"application/json": {"schema": copy.deepcopy(required)}},
+                        }
+                    }
+                )
+            },
+        },
+    )
+    report = answers_may_omit_data("v0.0.45", document)
+    schemas = document["components"]["schemas"]
+    assert "required" not in schemas["v0.0.45_openapi_nodes_resp"]
+    assert schemas["v0.0.45_openapi_accounts_resp"]["required"] == ["nodes"]
+    inline = document["paths"]["/slurm/v0.0.41/jobs/"]["get"]["responses"]["200"]
+    assert "required" not in inline["content"]["application/json"]["schema"]
+    assert report.notes == [
+        "GET /slurm/v0.0.41/jobs/: answers may omit its fields",
+        "v0.0.45_openapi_nodes_resp: answers may omit its fields",
+    ]
+
+
+def test_reads_with_update_time_may_answer_304() -> None:
+    update_time = {"in": "query", "name": "update_time", "schema": {"type": "string"}}
+    document = _document(
+        {},
+        {
+            "/slurm/v0.0.45/nodes/": {
+                "get": _operation({"200": _answer("x")}, parameters=[update_time])
+            },
+            "/slurm/v0.0.45/ping/": {"get": _operation({"200": _answer("x")})},
+            "/slurmdb/v0.0.45/clusters/": {
+                "post": _operation({"200": _answer("x")}, parameters=[update_time])
+            },
+        },
+    )
+    report = not_modified_answers("v0.0.45", document)
+    paths = document["paths"]
+    assert sorted(paths["/slurm/v0.0.45/nodes/"]["get"]["responses"]) == ["200", "304"]
+    assert "content" not in paths["/slurm/v0.0.45/nodes/"]["get"]["responses"]["304"]
+    assert sorted(paths["/slurm/v0.0.45/ping/"]["get"]["responses"]) == ["200"]
+    assert sorted(paths["/slurmdb/v0.0.45/clusters/"]["post"]["responses"]) == ["200"]
+    assert report.notes == ["GET /slurm/v0.0.45/nodes/: 304"]

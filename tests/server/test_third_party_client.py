@@ -1,16 +1,16 @@
 """A client generated from the spec works unchanged against the gateway: only URL and token change.
 
-The client is what a third party would build: ``openapi-python-client generate`` on
-``specs/v0.0.XX.json`` for the newest API version of each lab suite. ``use_slurm`` is the
-"existing client code" written for slurmrestd; it runs first against the lab's slurmrestd with a
-Slurm JWT for alice, then against the gateway (in-process, on a real port) with a gateway token
-for alice, and both runs must see the same thing.
+The client is what a third party would build: ``openapi-python-client generate`` on the spec of
+the newest API version of each lab suite, as codegen fixes it (``fixed_spec``: the published spec
+plus codegen/fixes.py). ``use_slurm`` is the "existing client code" written for slurmrestd; it runs
+first against the lab's slurmrestd with a Slurm JWT for alice, then against the gateway
+(in-process, on a real port) with a gateway token for alice, and both runs must see the same thing.
 
-slurmrestd's answers do not fully match its spec: a job without resources comes back with
-``"job_resources": null``, which the spec does not allow and the generated models cannot parse.
-The clients used for the comparison are therefore generated from a copy of the spec with that
-one property made nullable (``nullable_job_resources``), and
-``test_published_spec_cannot_read_a_pending_job`` pins the failure of the unfixed spec.
+slurmrestd's answers do not fully match its published spec: a job without resources comes back
+with ``"job_resources": null``, which the spec does not allow and the generated models cannot
+parse (``nullable_job_resources`` in codegen/fixes.py repairs it).
+``test_published_spec_cannot_read_a_pending_job`` generates a client from ``specs/`` exactly as
+published and pins that failure, so the fix is dropped once slurmrestd's spec allows the null.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
+from slurmgate.codegen.fixes import apply_fixes
+from slurmgate.codegen.load import load_specs
 from slurmgate.server.app import build_app
 from tests.lab.env import REPO, Lab, suite_versions
 from tests.server.gateway import create_token, gateway_settings
@@ -46,29 +48,15 @@ Auth = Literal["x-slurm-user-token", "bearer"]
 AUTHS: tuple[Auth, ...] = ("x-slurm-user-token", "bearer")
 
 
-def nullable_job_resources(spec: dict[str, Any], version: str) -> dict[str, Any]:
-    """A copy of ``spec`` in which ``job_info.job_resources`` may be null, as slurmrestd sends it.
-
-    slurmrestd (v0.0.41 to v0.0.45, Slurm 24.11.5 and 26.05.5) dumps a job that holds no
-    resources (pending, held, cancelled before it started) with ``"job_resources": null``: the
-    data_parser's ``DUMP_FUNC(JOB_RES_PTR)`` (src/plugins/data_parser/v0.0.4X/parsers.c) returns
-    without setting a value when the job's ``job_resources`` pointer is NULL. The spec declares the
-    property as a plain ``$ref`` to ``job_res``, so the generated ``JobInfo.from_dict`` calls
-    ``JobRes.from_dict(None)`` and raises ``TypeError``. A spec-fix candidate for codegen/fixes.py;
-    ``anyOf`` + ``nullable`` is the OpenAPI 3.0 way to make a reference nullable (``nullable``
-    next to ``$ref`` is ignored). No SchedMD bug number known.
-    """
-    fixed = copy.deepcopy(spec)
-    properties = fixed["components"]["schemas"][f"{version}_job_info"]["properties"]
-    published = properties["job_resources"]
-    # Fails when a new spec changes the property: then check whether the fix is still needed.
-    assert sorted(published) == ["$ref", "description"], published
-    properties["job_resources"] = {
-        "anyOf": [{"$ref": published["$ref"]}],
-        "nullable": True,
-        "description": published["description"],
-    }
-    return fixed
+def fixed_spec(version: str) -> dict[str, Any]:
+    """``specs/<version>.json`` with codegen's spec fixes applied, as ``make regen`` uses it."""
+    specs, problems = load_specs(REPO / "specs")
+    assert problems == [], problems
+    (spec,) = [spec for spec in specs if spec.entry.version == version]
+    document = copy.deepcopy(spec.document)
+    report = apply_fixes(version, document)
+    assert report.problems == [], report.problems
+    return document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +107,7 @@ class Generator:
         self.packages: dict[tuple[str, bool], Api] = {}
 
     def api(self, version: str, *, fixed: bool) -> Api:
-        """``version``'s client: from the published spec, or with ``nullable_job_resources``."""
+        """``version``'s client: from the published spec, or from codegen's fixed spec."""
         key = (version, fixed)
         if key not in self.packages:
             self.packages[key] = self._generate(version, fixed=fixed)
@@ -129,9 +117,8 @@ class Generator:
         package = "client_" + version.replace(".", "") + ("" if fixed else "_published")
         spec = REPO / "specs" / f"{version}.json"
         if fixed:
-            document = json.loads(spec.read_text(encoding="utf-8"))
             spec = self.directory / f"{package}.json"
-            spec.write_text(json.dumps(nullable_job_resources(document, version)), "utf-8")
+            spec.write_text(json.dumps(fixed_spec(version)), "utf-8")
         # The venv's bin first: the generator runs `ruff` from PATH on its output.
         bin_dir = Path(sys.executable).parent
         env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -167,7 +154,7 @@ def generator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generator]:
 # Sync fixtures, so that generating (seconds of subprocess) never runs inside the event loop.
 @pytest.fixture
 def api(generator: Generator, suite_name: str) -> Api:
-    """The client for the suite's newest version, from the spec made to match slurmrestd."""
+    """The client for the suite's newest version, from the spec codegen fixes."""
     return generator.api(NEWEST[suite_name], fixed=True)
 
 
@@ -339,7 +326,7 @@ async def test_generated_client_works_unchanged_through_the_gateway(
 async def test_published_spec_cannot_read_a_pending_job(
     lab: Lab, suite_name: str, published_api: Api
 ) -> None:
-    """The reason for ``nullable_job_resources``; fails once slurmrestd's spec allows the null."""
+    """Why codegen has ``nullable_job_resources``; fails once slurmrestd's spec allows the null."""
     suite = lab.suites[suite_name]
     version = published_api.version
     token = suite.token("alice")
