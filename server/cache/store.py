@@ -171,8 +171,8 @@ class ResponseCache:
     async def lookup(self, material: str, group: str) -> Lookup:
         """What is stored for ``material``; a failing backend reads as "nothing stored".
 
-        Concurrent lookups of one key share one backend read (a burst of 500 identical requests
-        is one Redis round trip, not 500 competing for connections). The read is keyed by the
+        With a shared backend (Redis), concurrent lookups of one key share one read (a burst of
+        500 identical requests is one round trip, not 500 competing for connections). The read is keyed by the
         group's local generation, so a lookup made after an invalidation by this process never
         joins a read started before it.
         """
@@ -189,6 +189,8 @@ class ResponseCache:
                 return Lookup(material, group, entry_key, None, "", backend_ok=False)
             return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
 
+        if not self._backend.shared:
+            return await read()  # in memory a read never waits: nothing to share, no task
         found, _ = await self._reads.do((entry_key, group, local), read)
         return found
 
