@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import logging
@@ -71,6 +72,21 @@ def _read(
     return signature, {entry.name: entry for entry in entries}
 
 
+#: Verified secrets remembered per process (see TokenStore._memo).
+_MEMO_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(remote: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer address as an ip_address (parsed once per address), None if not an IP."""
+    if remote is None:
+        return None
+    try:
+        return ipaddress.ip_address(remote)
+    except ValueError:
+        return None
+
+
 class TokenStore:
     """The tokens file's entries; verifies bearer secrets and follows edits of the file."""
 
@@ -98,6 +114,13 @@ class TokenStore:
         self._wake: asyncio.Event | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._sighup = False
+        # Secrets already verified, with the entry object they matched, so that a client sending
+        # the same token on every request does not pay decoding and hashing each time. Only
+        # secrets that matched get in (garbage cannot fill it); a hit counts only while that very
+        # entry object is in the table, so a reload (revocation, new scopes) voids it at once.
+        # Python's str hash is keyed per process, so lookups leak nothing usable about secrets.
+        # Guarded by the event loop (no await in verify()); at most _MEMO_SIZE, oldest out.
+        self._memo: dict[str, tuple[str, TokenEntry]] = {}
 
     @property
     def entries(self) -> Mapping[str, TokenEntry]:
@@ -115,21 +138,25 @@ class TokenStore:
         An unknown name and a wrong secret do the same work and get the same answer; only a
         caller who holds the right secret learns that it is revoked, expired or out of network.
         """
-        name = claimed_name(secret)
-        entry = self._entries.get(name)
-        matches = hmac.compare_digest(digest(secret), entry.digest if entry else _NO_DIGEST)
-        if entry is None:
-            raise Refused(_INVALID, reason=f"unknown token name {name!r}")
-        if not matches:
-            raise Refused(_INVALID, reason="wrong secret", name=name)
+        remembered = self._memo.get(secret)
+        if remembered is not None and self._entries.get(remembered[0]) is remembered[1]:
+            name, entry = remembered
+        else:
+            name = claimed_name(secret)
+            found = self._entries.get(name)
+            matches = hmac.compare_digest(digest(secret), found.digest if found else _NO_DIGEST)
+            if found is None:
+                raise Refused(_INVALID, reason=f"unknown token name {name!r}")
+            if not matches:
+                raise Refused(_INVALID, reason="wrong secret", name=name)
+            entry = found
+            if len(self._memo) >= _MEMO_SIZE:
+                del self._memo[next(iter(self._memo))]
+            self._memo[secret] = (name, entry)
         status = entry.status(self._clock())
         if status != "active":
             raise Refused(f"bearer token {status}", reason=f"token {status}", name=name)
-        address = None
-        if remote is not None:
-            with contextlib.suppress(ValueError):
-                address = ipaddress.ip_address(remote)
-        if not entry.allows(address):
+        if not entry.allows(_address(remote)):
             raise Refused(
                 "bearer token not valid from this address",
                 reason=f"source address {remote} outside the token's networks",

@@ -341,3 +341,35 @@ async def test_tokens_ctx_refuses_a_scope_the_policies_do_not_declare(path: Path
     with pytest.raises(ConfigError, match="unknown scope 'slurm:everything'"):
         await runner.setup()
     await runner.cleanup()
+
+
+async def test_a_remembered_secret_is_voided_by_a_reload(path: Path) -> None:
+    s_old, old = make_entry("old", scopes=("slurm:read",))
+    write_tokens(path, old)
+    store = TokenStore(path, known_scopes={"slurm:read", "slurmdb:read"}, clock=Clock())
+    for _ in range(2):  # the second time from memory
+        assert store.verify(s_old, None).scopes == frozenset({"slurm:read"})
+    write_tokens(path, dataclasses.replace(old, revoked=NOW))
+    assert await store.refresh() is True
+    with pytest.raises(Refused, match="revoked"):
+        store.verify(s_old, None)
+    write_tokens(path, dataclasses.replace(old, scopes=("slurm:read", "slurmdb:read")))
+    assert await store.refresh() is True
+    assert store.verify(s_old, None).scopes == frozenset({"slurm:read", "slurmdb:read"})
+
+
+def test_only_matching_secrets_are_remembered_and_at_most_so_many(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "_MEMO_SIZE", 2)
+    made = [make_entry(f"t{n}") for n in range(3)]
+    write_tokens(path, *(entry for _, entry in made))
+    store = TokenStore(path, clock=Clock())
+    forged = secret_module.mint("t0", "alice", now=NOW, expires=None)
+    with pytest.raises(Refused):
+        store.verify(forged, None)
+    assert forged not in store._memo
+    for secret, entry in made:
+        assert store.verify(secret, None).name == entry.name
+    assert list(store._memo) == [made[1][0], made[2][0]]  # the oldest went first
+    assert store.verify(made[0][0], None).name == "t0"  # forgotten, verified again
