@@ -91,6 +91,14 @@ regen: venv  ## regenerate generated/ from specs/ and policies/
 check-generated: venv  ## fail when generated/ does not match specs/ + policies/
 	$(PY) -m slurmgate.codegen regen --check
 
+.PHONY: clients
+clients: venv  ## build a client package per API version: sources in build/clients/, wheels and sdists in dist/
+	$(PY) -m slurmgate.codegen clients
+
+.PHONY: publish
+publish: venv  ## upload dist/'s client packages with twine (TWINE_REPOSITORY_URL or TWINE_REPOSITORY + ~/.pypirc)
+	$(PY) -m slurmgate.codegen publish
+
 .PHONY: lint
 lint: venv  ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check .
