@@ -38,6 +38,8 @@ class Backend(Protocol):
 
     #: whether other gateway processes see the same data (and so need the fill lock)
     shared: bool
+    #: whether operations go over a network and so may be slow: only those get a timeout
+    remote: bool
 
     async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
         """The entry stored under ``entry_key`` (None if absent or unreadable) and the current
@@ -81,6 +83,7 @@ class MemoryBackend:
     """
 
     shared = False
+    remote = False
 
     def __init__(self, max_bytes: int) -> None:
         self._cache = SimpleMemoryCache(serializer=NullSerializer(), timeout=None)
@@ -164,6 +167,7 @@ class RedisBackend:
     """Entries in Redis (aiocache's RedisCache), in the envelope of :mod:`.entry`."""
 
     shared = True
+    remote = True
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ the client.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -49,6 +50,13 @@ def key_material(target: str, accept: str, user: str | None) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=4096)
+def _entry_key(root: str, material: str) -> str:
+    """Hashed once per key text: the same few keys are asked for over and over."""
+    digest = hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{root}:entry:{digest}"
+
+
 @dataclass(frozen=True, slots=True)
 class KeySpace:
     """The names the gateway uses in a backend, all under ``<prefix>:<format>:``."""
@@ -62,8 +70,7 @@ class KeySpace:
 
     def entry(self, material: str) -> str:
         """Key of the stored answer for ``material``."""
-        digest = hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
-        return f"{self.root}:entry:{digest}"
+        return _entry_key(self.root, material)
 
     def generation(self, group: str) -> str:
         """Key of the generation token of cache group ``group``."""

@@ -12,6 +12,7 @@ details.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -173,6 +174,13 @@ def _stale(lookup: Lookup, directives: Directives) -> Entry | None:
     return entry
 
 
+@functools.lru_cache(maxsize=1024)
+def _timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with milliseconds; formatted once per stored answer, not per hit."""
+    generated = datetime.fromtimestamp(seconds, UTC)
+    return generated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _respond(answer: Answer, entry: Entry | None, outcome: str, *, private: bool) -> web.Response:
     response = web.Response(status=answer.status, reason=answer.reason or None, body=answer.body)
     for name, value in answer.headers:
@@ -183,9 +191,6 @@ def _respond(answer: Answer, entry: Entry | None, outcome: str, *, private: bool
         response.headers["Age"] = str(int(entry.age(time.time())))
         max_age = f"max-age={int(entry.lifetime)}"
         response.headers["Cache-Control"] = f"private, {max_age}" if private else max_age
-        generated = datetime.fromtimestamp(entry.generated_at, UTC)
-        response.headers["X-Cache-Generated-At"] = generated.isoformat(
-            timespec="milliseconds"
-        ).replace("+00:00", "Z")
+        response.headers["X-Cache-Generated-At"] = _timestamp(entry.generated_at)
         response.headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
     return response

@@ -15,7 +15,10 @@ class FlakyBackend(MemoryBackend):
     """A memory backend that raises (``mode = "fail"``) or never answers (``"hang"``) on demand.
 
     ``shared`` can be set to make it behave like a backend other replicas see (the fill lock).
+    It counts as ``remote``: its operations get the store's timeout, as Redis's do.
     """
+
+    remote = True
 
     def __init__(self, max_bytes: int = 1 << 20) -> None:
         super().__init__(max_bytes)
