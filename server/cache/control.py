@@ -27,6 +27,9 @@ class Directives:
     stale_if_error: float | None = None
 
 
+_NONE = Directives()
+
+
 def _seconds(name: str, value: str | None) -> int:
     text = (value or "").strip('"')
     if not text.isdigit() or not text.isascii():
@@ -40,6 +43,8 @@ def parse_directives(cache_control: str | None, pragma: str | None = None) -> Di
     Directives the gateway has no use for (``no-transform``, ``min-fresh``...) are ignored, as
     RFC 9111 asks of caches.
     """
+    if cache_control is None and pragma is None:
+        return _NONE  # most requests say nothing
     refresh = no_store = False
     max_age: int | None = None
     stale_if_error: float | None = None

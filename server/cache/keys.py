@@ -30,6 +30,7 @@ def normalize_query(query: str) -> str:
     return "&".join(pairs)
 
 
+@functools.lru_cache(maxsize=1024)
 def has_update_time(query: str) -> bool:
     """Whether the query carries ``update_time`` (in any spelling slurmrestd might decode)."""
     for part in query.split("&"):
@@ -39,6 +40,7 @@ def has_update_time(query: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)
 def key_material(target: str, accept: str, user: str | None) -> str:
     """The text two requests must share to share an answer."""
     path, _, query = target.partition("?")
