@@ -94,9 +94,7 @@ async def _read(
     request: web.Request, handler: Handler, store: ResponseCache, policy: FreshnessSettings
 ) -> web.StreamResponse:
     try:
-        directives = parse_directives(
-            request.headers.get("Cache-Control"), request.headers.get("Pragma")
-        )
+        directives = parse_directives(_joined(request, "Cache-Control"), _joined(request, "Pragma"))
     except ValueError as error:
         raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
     target = request[TARGET]
@@ -147,6 +145,12 @@ async def _read(
         store.stats.bypasses += 1
         outcome = "BYPASS"
     return _respond(filled.answer, filled.entry, outcome, private=private)
+
+
+def _joined(request: web.Request, name: str) -> str | None:
+    """Every value of a list header, as one (RFC 9110 5.3: repeated fields are one list)."""
+    values = request.headers.getall(name, [])
+    return ", ".join(values) if values else None
 
 
 async def _fetch(request: web.Request, handler: Handler) -> Answer:

@@ -158,6 +158,14 @@ async def test_pragma_no_cache_refreshes(gw: Gateway) -> None:
     assert (await gw.get(NODES, Pragma="no-cache")).headers["X-Cache"] == "MISS"
 
 
+async def test_repeated_cache_control_headers_are_one_list(gw: Gateway) -> None:
+    await gw.get(NODES)
+    headers = [("Authorization", f"Bearer {gw.tokens['alice']}")]
+    headers += [("Cache-Control", "max-age=3600"), ("Cache-Control", "no-cache")]
+    response = await gw.client.get(NODES, headers=headers)
+    assert response.headers["X-Cache"] == "MISS"  # the second header counts too
+
+
 async def test_max_age_accepts_older_answers_only_up_to_it(gw: Gateway) -> None:
     await gw.get(NODES)
     assert (await gw.get(NODES, **{"Cache-Control": "max-age=3600"})).headers["X-Cache"] == "HIT"
