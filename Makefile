@@ -12,8 +12,9 @@ BUILD := build
 LAB := $(PYTHON) -m tests.lab
 LAB_DIR ?= /var/lib/slurmgate-lab
 export SLURMGATE_LAB_DIR := $(LAB_DIR)
-# Debian packages the project needs on the host (the lab's own packages live in its chroots).
-APT_PACKAGES := debootstrap munge redis-server
+# Debian packages the project needs on the host (the lab's own packages live in its chroots);
+# wrk and nginx are the benchmarks' load generator and the caching proxy slurmgate is measured against.
+APT_PACKAGES := debootstrap munge redis-server wrk nginx
 # make specs SLURMRESTD=/usr/sbin/slurmrestd uses a site's binary instead of the lab's chroots.
 SLURMRESTD ?=
 # Arguments for pytest, e.g. make test PYTEST_ARGS='-k routes -x'.
@@ -38,7 +39,7 @@ apt: $(BUILD)/apt.stamp  ## install the Debian packages the project needs (as ro
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	@touch $@
 
 # mypy cannot follow setuptools' editable import hook, so it reads a link tree with the import
@@ -109,6 +110,10 @@ lint: venv  ## ruff and mypy (strict)
 .PHONY: test
 test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated check, pytest
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv lab  ## benchmarks (~12 min, not in make test): tests/bench/results/<date>.md and README's table
+	$(PY) -m tests.bench
 
 .PHONY: demo
 demo: venv lab  ## the gateway in front of the lab with a demo token, in the foreground (Ctrl-C stops it)
