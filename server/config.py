@@ -33,6 +33,7 @@ from slurmgate.server.errors import ConfigError
 __all__ = [
     "AuthSettings",
     "AuthorizationSettings",
+    "HealthSettings",
     "LimitsSettings",
     "ListenSettings",
     "MungeSettings",
@@ -266,6 +267,17 @@ class LimitsSettings(Section):
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
 
 
+class HealthSettings(Section):
+    """``GET /health``: how long its checks may take, how long a report is reused."""
+
+    #: seconds each check may take (slurmrestd's pings, the cache backend); a slower one fails
+    timeout: float = Field(5.0, gt=0, le=300)
+    #: seconds a report is reused by later requests (0: checked for every request)
+    max_age: float = Field(2.0, ge=0, le=300)
+    #: the status of a degraded answer (some checks fail, requests are still served)
+    degraded_status: Literal[200, 503] = 503
+
+
 class Settings(Section):
     """The whole configuration file."""
 
@@ -276,6 +288,7 @@ class Settings(Section):
     authorization: AuthorizationSettings = AuthorizationSettings()
     limits: LimitsSettings = LimitsSettings()
     cache: CacheSettings = CacheSettings()
+    health: HealthSettings = HealthSettings()
     #: API versions to serve (default: every generated version the upstream serves)
     versions: Texts = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"

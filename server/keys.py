@@ -10,22 +10,33 @@ if TYPE_CHECKING:
     from slurmgate.policies.routing import Route
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
+    from slurmgate.server.health import HealthMonitor
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier
     from slurmgate.server.identity.tokens import TokenStore
+    from slurmgate.server.metrics import Metrics
+    from slurmgate.server.routing import Endpoint
     from slurmgate.server.upstream.token import SlurmUserToken
     from slurmgate.server.upstream.transport import Transport
 
 __all__ = [
     "CACHE",
+    "CACHE_STATE",
+    "DECISION",
+    "ENDPOINT",
+    "HEALTH",
     "IDENTITY",
+    "METRICS",
     "MUNGE",
+    "REQUEST_ID",
     "ROUTE",
     "SETTINGS",
     "SLURM_USER_TOKEN",
     "TARGET",
     "TOKENS",
     "TRANSPORT",
+    "UPSTREAM_SECONDS",
+    "UPSTREAM_STATUS",
     "UPSTREAM_VERSIONS",
 ]
 
@@ -39,6 +50,10 @@ SLURM_USER_TOKEN: web.AppKey[SlurmUserToken] = web.AppKey("slurm_user_token")
 CACHE: web.AppKey[ResponseCache | None] = web.AppKey("cache")
 #: API versions served, oldest first: generated versions the upstream also serves
 UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
+#: the Prometheus registry and metrics of this app (set in build_app, never the global registry)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+#: the health checks and their last report (set by health_ctx)
+HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
 
 # --- per request (set by pipeline steps, read by later ones) ---
 #: the routing-table row of the matched operation (set by routing)
@@ -47,3 +62,19 @@ ROUTE: web.RequestKey[Route] = web.RequestKey("route")
 TARGET: web.RequestKey[str] = web.RequestKey("target")
 #: the authenticated caller (set by authenticate)
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")
+#: the gateway's own endpoint matched, with its operation id and scope (set by routing)
+ENDPOINT: web.RequestKey[Endpoint] = web.RequestKey("endpoint")
+#: the request id: the client's X-Request-ID when it is a short safe token, else a new one
+#: (set by observe, returned in X-Request-ID on every answer)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+#: "allow" or "deny" (set by authorize), "unauthenticated" or "public" (set by authenticate);
+#: absent when no step decided (a request that matched nothing)
+DECISION: web.RequestKey[str] = web.RequestKey("decision")
+#: what the cache step did: "HIT", "MISS", "STALE" or "BYPASS", as in X-Cache (set by cache);
+#: absent on routes that are never cached and with the cache off
+CACHE_STATE: web.RequestKey[str] = web.RequestKey("cache_state")
+#: the status of the upstream call this request made (set by forward; absent when it made none
+#: or the call failed)
+UPSTREAM_STATUS: web.RequestKey[int] = web.RequestKey("upstream_status")
+#: seconds the upstream call this request made took, failed calls included (set by forward)
+UPSTREAM_SECONDS: web.RequestKey[float] = web.RequestKey("upstream_seconds")

@@ -9,6 +9,11 @@ The path sent upstream is rebuilt from the matched template and the path paramet
 from the client: each parameter must match a conservative character set, so that the gateway and
 slurmrestd cannot disagree about which operation (and which job, node or account) a path names.
 The query string is forwarded byte for byte.
+
+The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``) are
+registered with :func:`add_endpoint`, which names them for authentication (``public-*``: no
+credentials; ``optional-*``: credentials checked only when sent) and takes the scope they need
+from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from functools import cache
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.routing import Route
+from slurmgate.policies.rules import ScopeRules, load_scope_rules
+from slurmgate.policies.selectors import split_path
 from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
 from slurmgate.server.keys import (
+    ENDPOINT,
     ROUTE,
     SETTINGS,
     TARGET,
@@ -35,7 +45,15 @@ from slurmgate.server.keys import (
 )
 from slurmgate.server.upstream.acting import send_as
 
-__all__ = ["LATEST", "add_api_routes", "not_served", "route_middleware", "versions_ctx"]
+__all__ = [
+    "LATEST",
+    "Endpoint",
+    "add_api_routes",
+    "add_endpoint",
+    "not_served",
+    "route_middleware",
+    "versions_ctx",
+]
 
 log = logging.getLogger("slurmgate.routing")
 
@@ -69,6 +87,49 @@ class _Table:
 
 
 _TABLE: web.AppKey[_Table] = web.AppKey("routing_table")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One of the gateway's own endpoints, as the pipeline sees it."""
+
+    #: its operationId in the gateway's OpenAPI document (version-independent)
+    operation_id: str
+    #: the scope credentials must carry (None: public, credentials are never looked at)
+    scope: str | None
+
+
+_ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("own_endpoints")
+
+#: "public": anyone; "optional": anyone, but credentials that are sent must be valid and carry
+#: the scope; "token": credentials with the scope are required
+Access = Literal["public", "optional", "token"]
+_NAME_PREFIX: dict[Access, str] = {"public": "public-", "optional": "optional-", "token": "own-"}
+
+
+@cache
+def _scope_rules() -> ScopeRules:
+    return load_scope_rules()
+
+
+def _own_scope(path: str, method: str) -> str:
+    """The scope ``policies/scopes.toml`` gives the gateway's endpoint ``method path``."""
+    segments = split_path(f"/slurmgate{path}").segments
+    scopes = {rule.scope for rule in _scope_rules().matching("slurmgate", segments, method)}
+    if len(scopes) != 1:
+        # Fail closed at start: an endpoint without exactly one scope is a policy mistake.
+        raise ValueError(f"scopes.toml gives {method} {path} {len(scopes)} scopes, not one")
+    return scopes.pop()
+
+
+def add_endpoint(
+    app: web.Application, path: str, handler: Handler, *, operation_id: str, access: Access
+) -> None:
+    """Register one of the gateway's own GET endpoints (see the module docstring)."""
+    scope = None if access == "public" else _own_scope(path, "GET")
+    name = _NAME_PREFIX[access] + operation_id.replace("_", "-")
+    route = app.router.add_get(path, handler, name=name)
+    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -140,13 +201,19 @@ def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
 
 
 def route_middleware() -> Middleware:
-    """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation."""
+    """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation, or
+    ``request[ENDPOINT]`` for the gateway's own endpoints."""
 
     @web.middleware
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
         table = request.app[_TABLE]
-        entry = table.by_route.get(request.match_info.route)
-        if entry is not None:
+        matched = request.match_info.route
+        entry = table.by_route.get(matched)
+        if entry is None:
+            endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
+            if endpoint is not None:
+                request[ENDPOINT] = endpoint
+        else:
             entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
             request[ROUTE] = entry.route
             request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
@@ -158,7 +225,12 @@ def route_middleware() -> Middleware:
 async def _ask_upstream(app: web.Application) -> tuple[str, ...]:
     """The API versions slurmrestd's own /openapi/v3 lists."""
     answer = await send_as(
-        app, "GET", "/openapi/v3", user=None, headers=(("Accept", "application/json"),)
+        app,
+        "GET",
+        "/openapi/v3",
+        user=None,
+        headers=(("Accept", "application/json"),),
+        purpose="versions",
     )
     if answer.status != 200:
         raise UpstreamUnavailable(f"GET /openapi/v3 answered {answer.status}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -14,10 +13,9 @@ from aiohttp import web
 from slurmgate.server.app import build_app
 from slurmgate.server.config import load_settings
 from slurmgate.server.errors import ConfigError
+from slurmgate.server.logs import configure_logging
 
 __all__ = ["register"]
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +36,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         for problem in error.problems:
             print(f"slurmgate serve: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(settings.log_level, sys.stderr)
     listen = settings.listen
     # Until the tokens file's watcher takes SIGHUP over, and after it lets go, a reload request
     # must not kill the gateway (the default action).

@@ -9,7 +9,10 @@ Credentials, exactly one of:
 ``X-SLURM-USER-NAME`` may accompany any of them; it must then name the credential's own user.
 Anything ambiguous (a header twice, Authorization together with X-SLURM-USER-TOKEN, a second
 credential in one header) is refused rather than guessed at. Routes named ``public-*`` and requests
-that match no route (their 404/405 comes from routing) are not authenticated.
+that match no route (their 404/405 comes from routing) are not authenticated; routes named
+``optional-*`` (``GET /health``) are served without credentials, but credentials that are sent are
+checked like anywhere else. Records ``request[DECISION]``: "public" for a request served without
+credentials, "unauthenticated" for a refusal (authorize records the rest).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 from slurmgate.server.errors import Unauthenticated
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog, Refused
-from slurmgate.server.keys import IDENTITY, MUNGE, TOKENS
+from slurmgate.server.keys import DECISION, IDENTITY, MUNGE, TOKENS
 
 __all__ = ["MAX_HEADER_CHARS", "authenticate"]
 
@@ -38,10 +41,13 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*", re.ASCII)
 _USER_HEADERS = ("Authorization", "X-SLURM-USER-TOKEN", "X-SLURM-USER-NAME")
 
 
-def authenticate(*, public_prefix: str = "public-", log_interval: float = 1.0) -> Middleware:
+def authenticate(
+    *, public_prefix: str = "public-", optional_prefix: str = "optional-", log_interval: float = 1.0
+) -> Middleware:
     """The authentication middleware; sets ``request[IDENTITY]`` or raises Unauthenticated.
 
-    Routes whose name starts with ``public_prefix`` are served without credentials. The token
+    Routes whose name starts with ``public_prefix`` are served without credentials, those whose
+    name starts with ``optional_prefix`` too when the request carries none. The token
     store and the MUNGE verifier are read from the app (``TOKENS``, ``MUNGE``), set up by the
     cleanup contexts ``tokens_ctx`` and ``munge_ctx``. Refusals are logged at most once per
     description every ``log_interval`` seconds (see :class:`RefusalLog`).
@@ -54,11 +60,19 @@ def authenticate(*, public_prefix: str = "public-", log_interval: float = 1.0) -
         if match.http_exception is not None:
             return await handler(request)
         route_name = match.route.name
-        if route_name is not None and route_name.startswith(public_prefix):
+        if route_name is not None and (
+            route_name.startswith(public_prefix)
+            or (
+                route_name.startswith(optional_prefix)
+                and not any(header in request.headers for header in _USER_HEADERS)
+            )
+        ):
+            request[DECISION] = "public"
             return await handler(request)
         try:
             identity = await _identify(request)
         except Refused as refusal:
+            request[DECISION] = "unauthenticated"
             refusals.log(
                 logging.ERROR if refusal.trouble else logging.WARNING,
                 refusal.description,

@@ -16,6 +16,10 @@ Between the two, the group and network requirements of the configuration
 address must be in one of each picking rule's networks and the caller's user in one of its Unix
 groups; groups that cannot be resolved mean no.
 
+The gateway's own endpoints that take credentials (``request[ENDPOINT]``) need their scope only.
+The outcome is recorded in ``request[DECISION]`` ("allow" or "deny") for the access log and
+metrics.
+
 Anything that cannot be determined is refused (403), a body that cannot be read alike by the
 gateway and slurmrestd is 400. The bytes checked are the bytes forwarded: ``request.read()``
 caches them and ``forward`` sends that cache. Reads, and tokens without account patterns, are
@@ -51,7 +55,7 @@ from slurmgate.policies.routing import Namespace, Route
 from slurmgate.server.errors import BadRequest, ClientError, Forbidden
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog
-from slurmgate.server.keys import IDENTITY, ROUTE
+from slurmgate.server.keys import DECISION, ENDPOINT, IDENTITY, ROUTE
 from slurmgate.server.upstream.acting import send_as
 
 __all__ = ["MAX_LOOKUPS", "authorize", "query_pairs"]
@@ -88,8 +92,7 @@ def authorize(
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.get(ROUTE)
         if route is None:
-            # The gateway's own public endpoints, and requests that matched nothing (404/405).
-            return await handler(request)
+            return await _own_endpoint(request, handler, refusals)
         identity = request[IDENTITY]
         try:
             if route.scope not in identity.scopes:
@@ -116,10 +119,39 @@ def authorize(
                 error.status,
                 error.description,
             )
+            request[DECISION] = "deny"
             raise
+        request[DECISION] = "allow"
         return await handler(request)
 
     return impl
+
+
+async def _own_endpoint(
+    request: web.Request, handler: Handler, refusals: RefusalLog
+) -> web.StreamResponse:
+    """The gateway's own endpoints: the scope, for callers that sent credentials."""
+    endpoint = request.get(ENDPOINT)
+    identity = request.get(IDENTITY)
+    if endpoint is None or endpoint.scope is None or identity is None:
+        # Public endpoints, anonymous callers of optional ones, requests that matched nothing.
+        return await handler(request)
+    if endpoint.scope not in identity.scopes:
+        request[DECISION] = "deny"
+        refusals.log(
+            logging.WARNING,
+            f"403 {endpoint.operation_id}",
+            "refused GET %s for %s: no scope %s",
+            request.path,
+            identity.name,
+            endpoint.scope,
+        )
+        raise Forbidden(
+            f"{identity.name} lacks the scope {endpoint.scope} that GET {request.path} needs",
+            source=f"scope:{endpoint.scope}",
+        )
+    request[DECISION] = "allow"
+    return await handler(request)
 
 
 async def _check_requirements(
@@ -359,7 +391,12 @@ class _Upstream:
     async def _get(self, target: str) -> dict[str, object] | None:
         """slurmrestd's answer to GET ``target`` as the caller, or None when it is not a success."""
         answer = await send_as(
-            self._app, "GET", target, user=self._user, headers=(("Accept", "application/json"),)
+            self._app,
+            "GET",
+            target,
+            user=self._user,
+            headers=(("Accept", "application/json"),),
+            purpose="lookup",
         )
         if answer.status != 200:
             log.info("lookup GET %s as %s answered %d", target, self._user, answer.status)

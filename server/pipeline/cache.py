@@ -30,7 +30,7 @@ from slurmgate.server.cache.keys import has_update_time, key_material
 from slurmgate.server.cache.settings import FreshnessSettings
 from slurmgate.server.cache.store import Answer, Lookup, ResponseCache
 from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
-from slurmgate.server.keys import CACHE, IDENTITY, ROUTE, SETTINGS, TARGET
+from slurmgate.server.keys import CACHE, CACHE_STATE, IDENTITY, ROUTE, SETTINGS, TARGET
 
 __all__ = ["cache", "cache_ctx"]
 
@@ -85,7 +85,9 @@ def cache() -> Middleware:
         policy = bounds(request.app[SETTINGS].cache, route.cache)
         if policy is None:
             return await handler(request)
-        return await _read(request, handler, store, policy)
+        response = await _read(request, handler, store, policy)
+        request[CACHE_STATE] = response.headers["X-Cache"]
+        return response
 
     return impl
 
@@ -116,6 +118,7 @@ async def _read(
     if fresh is not None:
         store.stats.hits += 1
         return _respond(_answer(fresh), fresh, "HIT", private=private)
+    request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
     try:
         filled = await store.fill(
             lookup,

@@ -5,11 +5,14 @@ length). The gateway adds ``X-SLURM-USER-TOKEN`` (its SlurmUser token) and ``X-S
 (the authenticated user); the client's ``Authorization`` and own ``X-SLURM-*`` headers never pass,
 since slurmrestd would take them as credentials. The answer's status, body bytes and
 ``Content-Type`` are returned exactly as slurmrestd sent them, errors inside 200 bodies included.
+The call's status and duration are recorded in ``request[UPSTREAM_STATUS]`` and
+``request[UPSTREAM_SECONDS]`` for the access log.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 
@@ -17,6 +20,8 @@ from slurmgate.server.keys import (
     IDENTITY,
     ROUTE,
     TARGET,
+    UPSTREAM_SECONDS,
+    UPSTREAM_STATUS,
 )
 from slurmgate.server.upstream.acting import send_as
 from slurmgate.server.upstream.transport import UpstreamResponse
@@ -53,9 +58,19 @@ async def forward(request: web.Request) -> web.StreamResponse:
     headers = [
         (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
     ]
-    answer = await send_as(
-        request.app, route.method, request[TARGET], user=identity.user, headers=headers, body=body
-    )
+    started = time.perf_counter()
+    try:
+        answer = await send_as(
+            request.app,
+            route.method,
+            request[TARGET],
+            user=identity.user,
+            headers=headers,
+            body=body,
+        )
+    finally:
+        request[UPSTREAM_SECONDS] = time.perf_counter() - started
+    request[UPSTREAM_STATUS] = answer.status
     log.debug("%s %s as %s -> %d", route.method, request[TARGET], identity.user, answer.status)
     return to_web_response(answer)
 

@@ -111,6 +111,16 @@ class SlurmUserToken:
         """Seconds since the current token was issued, or None without a token."""
         return self._clock() - self._current.issued_at if self._current else None
 
+    @property
+    def expires_in(self) -> float | None:
+        """Seconds until the current token expires (negative once it has), or None without one."""
+        return self._current.expires_at - self._clock() if self._current else None
+
+    @property
+    def valid(self) -> bool:
+        """Whether there is a token that :meth:`get` would hand out without renewing first."""
+        return self._current is not None and self._usable(self._current)
+
     async def get(self) -> str:
         """A token that has not expired; :class:`UpstreamUnavailable` (502) when none can be had."""
         token = self._current

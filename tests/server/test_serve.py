@@ -107,3 +107,8 @@ def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
             process.wait()
         _, stderr = process.communicate()
     assert token not in stderr
+    # the access log: one JSON object per line, among the other (text) lines
+    access = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [line["operation"] for line in access] == ["slurm_v0042_get_ping"] * 2
+    assert {line["status"] for line in access} == {200}
+    assert all(line["user"] == "carol" for line in access)

@@ -75,6 +75,7 @@ def build(tokens: TokenStore | None, munge: MungeVerifier | None = None) -> web.
     app.router.add_get("/private", whoami, name="private")
     app.router.add_get("/unnamed", whoami)
     app.router.add_get("/health", public, name="public-health")
+    app.router.add_get("/status", public, name="optional-status")
     if tokens is not None:
         app[TOKENS] = tokens
     app[MUNGE] = munge
@@ -175,6 +176,20 @@ async def test_public_routes_and_routing_errors_skip_authentication(client: Clie
     assert await body(response) == {"public": True}
     assert (await client.get("/nowhere")).status == 404
     assert (await client.post("/private")).status == 405
+
+
+async def test_optional_routes_check_credentials_only_when_sent(
+    client: Client, tokens: Tokens
+) -> None:
+    assert await body(await client.get("/status")) == {"public": True}
+    sent = await client.get("/status", headers={"Authorization": f"Bearer {tokens.alice}"})
+    assert await body(sent) == {"public": False}
+    await refused(
+        await client.get("/status", headers={"Authorization": "Bearer nonsense"}),
+        "invalid bearer token",
+    )
+    # a user name alone is a credential header too: it needs a credential with it
+    assert (await client.get("/status", headers={"X-SLURM-USER-NAME": "alice"})).status == 401
 
 
 async def test_both_authorization_and_slurm_token_are_refused(

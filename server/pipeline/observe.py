@@ -1,0 +1,152 @@
+"""The outermost step: a request id, the request metrics and one access-log line per answer.
+
+It sits outside ``error_middleware``, so it sees every answer as the client gets it, the
+gateway's own errors in slurmrestd's envelope included, and adds ``X-Request-ID`` to all of them.
+What happened inside comes from the request keys the other steps set (``DECISION``,
+``CACHE_STATE``, ``UPSTREAM_STATUS``, ``UPSTREAM_SECONDS``, ``IDENTITY``, ``ROUTE``,
+``ENDPOINT``): this module imports no other step.
+
+The request id is the client's ``X-Request-ID`` when it is one short safe token
+(``[A-Za-z0-9._-]{1,64}``), else a new random one; it is not sent upstream (slurmrestd ignores
+it). The log line is an INFO record on ``slurmgate.access`` whose ``access`` attribute holds the
+fields (server/logs.py writes them as one JSON object; docs/operations.md lists them). It never
+holds a credential, a query string or a raw path of a matched request: operations are named by
+their id and path template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from slurmgate.server.keys import (
+    CACHE_STATE,
+    DECISION,
+    ENDPOINT,
+    IDENTITY,
+    METRICS,
+    REQUEST_ID,
+    ROUTE,
+    UPSTREAM_SECONDS,
+    UPSTREAM_STATUS,
+)
+
+__all__ = ["CLIENT_CLOSED", "MAX_PATH_CHARS", "REQUEST_ID_HEADER", "observe"]
+
+log = logging.getLogger("slurmgate.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: The status logged and counted when the client went away before its answer (as nginx does).
+CLIENT_CLOSED = 499
+#: The longest raw path logged for a request that matched no operation.
+MAX_PATH_CHARS = 128
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def observe() -> Middleware:
+    """The observe step (see the module docstring)."""
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        arrived = time.time()
+        given = request.headers.getall(REQUEST_ID_HEADER, [])
+        request_id = given[0] if len(given) == 1 and _SAFE_ID.fullmatch(given[0]) else None
+        request_id = request_id or secrets.token_hex(8)
+        request[REQUEST_ID] = request_id
+        response: web.StreamResponse | None = None
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        except web.HTTPException as error:
+            # Only those below 400 get past error_middleware (none today; a redirect one day).
+            status = error.status
+            error.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            _record(request, request_id, status, seconds, arrived=arrived, response=response)
+
+    return impl
+
+
+def _record(
+    request: web.Request,
+    request_id: str,
+    status: int,
+    seconds: float,
+    *,
+    arrived: float,
+    response: web.StreamResponse | None,
+) -> None:
+    route = request.get(ROUTE)
+    endpoint = request.get(ENDPOINT)
+    if route is not None:
+        operation: str | None = route.operation_id
+        path = route.path
+    elif endpoint is not None:
+        operation = endpoint.operation_id
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else ""
+    else:
+        operation, path = None, request.rel_url.raw_path[:MAX_PATH_CHARS]
+    decision = request.get(DECISION)
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.request(
+            operation=operation or "none",
+            method=request.method,
+            status=status,
+            decision=decision or "none",
+            seconds=seconds,
+        )
+    if not log.isEnabledFor(logging.INFO):
+        return
+    identity = request.get(IDENTITY)
+    upstream_seconds = request.get(UPSTREAM_SECONDS)
+    fields: dict[str, object] = {
+        "time": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+        "request_id": request_id,
+        "remote": request.remote,
+        "method": request.method[:16],
+        "operation": operation,
+        "path": path,
+        "user": identity.user if identity else None,
+        "auth_method": identity.method if identity else None,
+        "token_name": identity.name if identity else None,
+        "decision": decision,
+        "cache": request.get(CACHE_STATE),
+        "upstream_status": request.get(UPSTREAM_STATUS),
+        "upstream_seconds": None if upstream_seconds is None else round(upstream_seconds, 6),
+        "status": status,
+        "seconds": round(seconds, 6),
+        "bytes": response.content_length if isinstance(response, web.Response) else None,
+    }
+    # makeRecord and handle rather than log.info: the same record and filters, without looking
+    # up the caller's frame for every request (a third of the cost of a line).
+    args = (request_id, fields["method"], operation or path, status, seconds)
+    record = log.makeRecord(
+        log.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %s %d %.3fs",
+        args,
+        None,
+        extra={"access": fields},
+    )
+    log.handle(record)
