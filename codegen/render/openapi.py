@@ -10,7 +10,8 @@ generated from it works against the gateway:
   locations checked for account-limited tokens, the gateway's error answers (400, 401, 403, 413,
   502, 504), and on cached reads the ``Cache-Control`` request header and the cache headers of
   the answer;
-- the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``).
+- the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``),
+  with the scopes those that take credentials need.
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -216,8 +217,51 @@ def _extend(operation: Json, route: Route) -> None:
             }
 
 
+#: The answer of GET /health: the status for everyone, the checks for slurmgate:health.
+_HEALTH: Json = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded", "failing"]},
+        "checked_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "when the checks ran (callers with slurmgate:health only)",
+        },
+        "checks": {
+            "type": "object",
+            "description": (
+                "slurmctld, slurmdbd, cache, slurm_user_token (callers with slurmgate:health only)"
+            ),
+            "additionalProperties": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok", "degraded", "failing", "skipped"]},
+                    "error": {"type": "string"},
+                    "seconds": {"type": "number"},
+                },
+                "additionalProperties": True,
+            },
+        },
+    },
+}
+
+
+def _scoped(scope: str, summary: str, description: str) -> Json:
+    """An own endpoint that takes the gateway's credentials and needs ``scope``."""
+    return {
+        "summary": summary,
+        "description": f"{description} slurmgate: needs the scope `{scope}`.",
+        "tags": ["slurmgate"],
+        "x-scopes": [scope],
+        "x-slurmgate-mutating": False,
+        "x-slurmgate-cache": {"policy": "none"},
+    }
+
+
 def _own_paths(version: str) -> Json:
-    """The gateway's own endpoints, public (no credentials)."""
+    """The gateway's own endpoints: public ones (no credentials), and /health and /metrics."""
     document_answer = {
         "200": {
             "description": "an OpenAPI 3.0 document",
@@ -267,6 +311,45 @@ def _own_paths(version: str) -> Json:
                 "responses": document_answer,
             }
         },
+        "/health": {
+            "get": {
+                **_scoped(
+                    "slurmgate:health",
+                    "the gateway's health: slurmctld, slurmdbd, cache, SlurmUser token",
+                    "Needs no credentials and then answers only the status; credentials that are "
+                    "sent must be valid and carry the scope, and then every check is shown.",
+                ),
+                "operationId": "slurmgate_get_health",
+                # {}: no credentials at all is an alternative too
+                "security": [{}, *GATEWAY_SECURITY],
+                "responses": {
+                    "200": _health_answer("every check is ok"),
+                    "401": {"$ref": "#/components/responses/slurmgate_401"},
+                    "403": {"$ref": "#/components/responses/slurmgate_403"},
+                    "503": _health_answer(
+                        "degraded (some checks fail, requests are still served) or failing"
+                    ),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                **_scoped(
+                    "slurmgate:metrics",
+                    "the gateway's Prometheus metrics",
+                    "Prometheus text format, or OpenMetrics when Accept asks for it.",
+                ),
+                "operationId": "slurmgate_get_metrics",
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": {"$ref": "#/components/responses/slurmgate_401"},
+                    "403": {"$ref": "#/components/responses/slurmgate_403"},
+                },
+            }
+        },
         f"/openapi/v3/{version}": {
             "get": {
                 "operationId": f"slurmgate_get_openapi_{version.replace('.', '')}",
@@ -277,3 +360,7 @@ def _own_paths(version: str) -> Json:
             }
         },
     }
+
+
+def _health_answer(text: str) -> Json:
+    return {"description": text, "content": {"application/json": {"schema": _HEALTH}}}

@@ -11,6 +11,7 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import CachePolicy
+from slurmgate.policies.rules import load_scope_rules
 from slurmgate.server.endpoints.openapi import document, merged
 from tests.lab.env import REPO
 
@@ -90,3 +91,19 @@ def test_document_keeps_slurmrestds_operations_and_schemas(version: str) -> None
             assert doc["paths"][path][method]["operationId"] == operation["operationId"]
     # schemas may be fixed (codegen/fixes.py) or added (hoisted bodies), never dropped
     assert set(spec["components"]["schemas"]) <= set(doc["components"]["schemas"])
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_health_and_metrics_say_the_scopes_the_server_enforces(version: str) -> None:
+    doc = document(version)
+    rules = load_scope_rules()
+    for path in ("/health", "/metrics"):
+        operation = doc["paths"][path]["get"]
+        (rule,) = rules.matching("slurmgate", (path.strip("/"),), "GET")
+        assert operation["x-scopes"] == [rule.scope], path
+        assert f"needs the scope `{rule.scope}`" in operation["description"], path
+        assert {"401", "403"} <= set(operation["responses"]), path
+    # /health may be asked without credentials, /metrics may not
+    assert doc["paths"]["/health"]["get"]["security"][0] == {}
+    assert "security" not in doc["paths"]["/metrics"]["get"]
+    assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "401", "403", "503"}
