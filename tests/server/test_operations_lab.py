@@ -71,7 +71,7 @@ async def test_metrics_and_access_log_after_real_requests(
     client = await start(suite, "http", tmp_path)
     try:
         auth = {"Authorization": f"Bearer {alice}"}
-        for path in ("ping/", "nodes/", "nodes/", "jobs/"):
+        for path in ("ping/", "nodes/", "nodes/", "partitions/"):
             response = await client.get(f"/slurm/{version}/{path}", headers=auth)
             assert response.status == 200, await response.text()
         response = await client.get("/metrics", headers={"Authorization": f"Bearer {ops}"})
@@ -84,7 +84,7 @@ async def test_metrics_and_access_log_after_real_requests(
     finally:
         await client.close()
     forward = (("purpose", "forward"),)
-    # ping, nodes (a miss; the second is a hit) and jobs went upstream
+    # ping, nodes (a miss; the second is a hit) and partitions went upstream
     assert samples[("slurmgate_upstream_request_duration_seconds_count", forward)] == 3
     assert samples[("slurmgate_upstream_request_duration_seconds_sum", forward)] > 0
     operation = f"slurm_v{version[1:].replace('.', '')}_get_nodes"  # slurm_v0045_get_nodes
