@@ -275,7 +275,7 @@ class HealthSettings(Section):
     #: seconds a report is reused by later requests (0: checked for every request)
     max_age: float = Field(2.0, ge=0, le=300)
     #: the status of a degraded answer (some checks fail, requests are still served)
-    degraded_status: Literal[200, 503] = 503
+    degraded_status: Literal[200, 503] = 200
 
 
 class Settings(Section):
