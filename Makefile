@@ -112,7 +112,7 @@ test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: venv lab  ## benchmarks (~12 min, not in make test): tests/bench/results/<date>.md and README's table
+bench: venv lab  ## benchmarks (~15 min, not in make test): tests/bench/results/<date>.md and README's table
 	$(PY) -m tests.bench
 
 .PHONY: demo

@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         data = json.loads(args.render.read_text())
-        out = args.out or args.render.parent
+        out = (args.out or args.render.parent).resolve()
         name = args.render.stem
     else:
         results = run(QUICK if args.quick else Plan())

@@ -9,12 +9,21 @@ later), and :func:`cancel_named` those of an earlier run that did not finish.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.lab.env import LabSuite
 
-__all__ = ["JOB_NAME", "MIXED_JOB_NAME", "USERS", "cancel", "cancel_named", "submit_held"]
+__all__ = [
+    "JOB_NAME",
+    "MIXED_JOB_NAME",
+    "USERS",
+    "cancel",
+    "cancel_named",
+    "submit_held",
+    "wait_purged",
+]
 
 JOB_NAME = "slurmgate-bench"
 #: The name of the jobs the mixed workload submits through the gateway.
@@ -67,3 +76,26 @@ def cancel_named(suite: LabSuite, *names: str) -> None:
         f"--name={','.join(names)}", f"--user={users}",
     ).stdout.split()  # fmt: skip
     cancel(suite, [int(job) for job in listed])
+
+
+def _listed(suite: LabSuite, *names: str) -> int:
+    users = ",".join(user for user, _ in USERS)
+    out = suite.run(
+        "squeue", "--noheader", "--format=%i", "--states=all",
+        f"--name={','.join(names)}", f"--user={users}",
+    ).stdout  # fmt: skip
+    return len(out.split())
+
+
+def wait_purged(suite: LabSuite, timeout: float = 420.0) -> tuple[float, int]:
+    """Wait until slurmctld no longer lists an earlier run's jobs (cancelled jobs stay listed for
+    MinJobAge, 300 s by default, and would lengthen the jobs list); (seconds waited, jobs still
+    listed when giving up)."""
+    start = time.monotonic()
+    while True:
+        left = _listed(suite, JOB_NAME, MIXED_JOB_NAME)
+        waited = time.monotonic() - start
+        if left == 0 or waited >= timeout:
+            return waited, left
+        print(f"fill: waiting for slurmctld to forget {left} jobs of an earlier run", flush=True)
+        time.sleep(min(15.0, max(1.0, timeout - waited)))

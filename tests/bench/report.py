@@ -332,7 +332,8 @@ def _conditions(data: Data) -> list[str]:
         "as the servers, so every number is a share of one small machine. Timings are noisy: "
         "treat differences under ~10% as noise. Cache-hit runs set the `short` freshness to "
         "600 s (every request after the warm-up is a hit; nginx `proxy_cache_valid 200 600s`); "
-        "the stampede and mixed runs use the defaults. CPU and peak RSS are the target's own "
+        "the stampede and mixed runs use the defaults. Gateways run with `log_level = "
+        '"warning"` (no access log line per request). CPU and peak RSS are the target\'s own '
         "processes (nginx: master and workers; slurmgate Redis variants: plus redis-server, "
         "whose peak RSS accumulates over the run; direct: slurmrestd). Replicas: one wrk per "
         "replica at once, p50 averaged over them weighted by requests, p99 the worst.",
@@ -353,6 +354,21 @@ def _conditions(data: Data) -> list[str]:
             + ".",
             "",
         ]
+    purge = cond.get("purge")
+    if purge:
+        lines += [
+            f"Before filling, the run waited {purge['waited_seconds']} s for slurmctld to forget "
+            f"an earlier run's cancelled jobs ({purge['still_listed']} still listed then).",
+            "",
+        ]
+    for key, sizes in (cond.get("warm_sizes") or {}).items():
+        if max(sizes.values()) > 1.05 * min(sizes.values()):
+            lines += [
+                f"**Warning:** the targets' warm-up answers for {key} differ in size "
+                f"({', '.join(f'{t}: {n:,}' for t, n in sizes.items())}): the jobs list changed "
+                "between them (other tests of the shared lab), so that comparison is not exact.",
+                "",
+            ]
     warnings = cond.get("server_warnings") or []
     if warnings:
         lines += ["Warnings the servers logged during the run:", "", "```", *warnings, "```", ""]
@@ -400,6 +416,10 @@ def render(data: Data, out: Path, name: str) -> Path:
     lines += ["## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Profiles (py-spy, slurmgate under wrk)", "", *_profiles(data)]
+    # The analysis of a run is written by a person after reading it; re-rendering keeps it.
+    analysis = out / f"{name}-analysis.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().rstrip()]
     report = out / f"{name}.md"
     report.write_text("\n".join(lines).rstrip() + "\n")
     return report

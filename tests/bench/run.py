@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tests.bench.fill import JOB_NAME, MIXED_JOB_NAME, cancel, cancel_named, submit_held
+from tests.bench.fill import (
+    JOB_NAME,
+    MIXED_JOB_NAME,
+    cancel,
+    cancel_named,
+    submit_held,
+    wait_purged,
+)
 from tests.bench.gateways import user_tokens
 from tests.bench.measure import Row, UpstreamLog
 from tests.bench.procs import REPO, cpu_seconds
@@ -124,13 +132,18 @@ def _code_state() -> dict[str, Any]:
 
 def _warnings(workdir: Path, limit: int = 30) -> list[str]:
     """Warnings and errors the servers logged (slurmgate, nginx, redis), without timestamps."""
-    found: dict[str, int] = {}
+    found: dict[str, tuple[str, int]] = {}
     for log in sorted(workdir.glob("*/*.log")):
         for line in log.read_text(errors="replace").splitlines():
-            if " WARNING " in line or " ERROR " in line or "[error]" in line or "[warn]" in line:
-                text = f"{log.parent.name}: {line.split(' ', 2)[-1][:200]}"
-                found[text] = found.get(text, 0) + 1
-    return [f"{n}x {text}" for text, n in list(found.items())[:limit]]
+            if not any(m in line for m in (" WARNING ", " ERROR ", "[error]", "[warn]")):
+                continue
+            if "buffered to a temporary file" in line:
+                continue  # nginx's way of receiving a large answer, as configured
+            text = f"{log.parent.name}: {line.split(' ', 2)[-1][:200]}"
+            key = re.sub(r"[0-9]+", "N", text)
+            first, count = found.get(key, (text, 0))
+            found[key] = (first, count + 1)
+    return [f"{n}x {text}" for text, n in list(found.values())[:limit]]
 
 
 def _conditions(label: str, results: Results) -> None:
@@ -162,8 +175,8 @@ def _step(env: Env, plan: Plan, jobs: int, own: dict[str, list[int]], results: R
         hit_targets = [bare, nginx1, nginx2, memory, redis]
         for path in (NODES, JOBS) if main else (JOBS,):
             concurrencies = plan.concurrencies if main else (plan.headline,)
-            for target in hit_targets:
-                warm(target, path)
+            sizes = {target.name: warm(target, path) for target in hit_targets}
+            results.conditions.setdefault("warm_sizes", {})[f"{jobs} {path}"] = sizes
             # At 10,000 jobs a jobs list is ~80 MB and even a hit takes seconds.
             long = path == JOBS and jobs >= 10_000
             for connections in concurrencies:
@@ -289,6 +302,8 @@ def run(plan: Plan, suite_name: str = "forky") -> Results:
             upstream=UpstreamLog(restd.log),
         )
         cancel_named(suite, JOB_NAME, MIXED_JOB_NAME)
+        waited, left = wait_purged(suite)
+        results.conditions["purge"] = {"waited_seconds": round(waited), "still_listed": left}
         stack.callback(lambda: cancel(suite, [job for ids in own.values() for job in ids]))
         for jobs in plan.job_counts:
             have = sum(len(ids) for ids in own.values())

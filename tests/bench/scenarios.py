@@ -83,11 +83,13 @@ def _run(target: Target, path: str, connections: int, duration: float, env: Env)
     )
 
 
-def warm(target: Target, path: str) -> None:
-    """One request of ``path`` through the first replica, so that the next ones can be hits."""
+def warm(target: Target, path: str) -> int:
+    """One request of ``path`` through the first replica, so that the next ones can be hits;
+    the size of the answer (the report checks that every target serves the same list)."""
     answer = burst(target.urls[:1], path, target.headers, 1)
     if set(answer.statuses) != {200}:
         raise RuntimeError(f"{target.name}: GET {path} answered {dict(answer.statuses)}")
+    return max(answer.body_sizes)
 
 
 def throughput(
