@@ -45,11 +45,23 @@ def key_material(target: str, accept: str, user: str | None) -> str:
     """The text two requests must share to share an answer."""
     path, _, query = target.partition("?")
     normalized = normalize_query(query)
-    accept = ",".join(part.strip() for part in accept.lower().split(","))
+    accept = _accept(accept)
     lines = [path.rstrip("/") + ("?" + normalized if normalized else ""), accept]
     if user is not None:
         lines.append(user)
     return "\n".join(lines)
+
+
+#: Accept values for which slurmrestd answers JSON, its default: one entry for all of them.
+_MEANS_JSON = frozenset({"", "*/*", "application/*", "application/json"})
+
+
+def _accept(accept: str) -> str:
+    """``Accept`` as far as it changes slurmrestd's answer: JSON, or the types as written."""
+    types = [part.split(";")[0].strip() for part in accept.lower().split(",")]
+    if all(media in _MEANS_JSON for media in types):
+        return "application/json"
+    return ",".join(part.strip() for part in accept.lower().split(","))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -30,6 +30,9 @@ def test_material_parts() -> None:
     assert key_material("/p", "application/json", None) != key_material(
         "/p", "application/yaml", None
     )
+    # slurmrestd answers JSON for all of these: one entry
+    json_alike = ("", "*/*", "application/json", "Application/JSON; q=0.9, */*;q=0.1")
+    assert len({key_material("/p", accept, None) for accept in json_alike}) == 1
 
 
 @pytest.mark.parametrize(

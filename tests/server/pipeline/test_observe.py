@@ -71,7 +71,7 @@ async def test_a_miss_and_a_hit_are_logged_with_every_field(
     miss, hit = access_lines(caplog)
     assert list(miss) == FIELDS
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", miss["time"])
-    assert re.fullmatch(r"[0-9a-f]{16}", miss["request_id"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", miss["request_id"])
     assert miss["request_id"] == first.headers["X-Request-ID"]
     assert hit["request_id"] == second.headers["X-Request-ID"] != miss["request_id"]
     assert miss["remote"] == "127.0.0.1"
@@ -135,7 +135,12 @@ async def test_a_safe_request_id_is_kept(gw: Gateway, caplog: pytest.LogCaptureF
 )
 async def test_an_unsafe_request_id_is_replaced(gw: Gateway, given: str) -> None:
     response = await gw.get(NODES, **{"X-Request-ID": given})
-    assert re.fullmatch(r"[0-9a-f]{16}", response.headers["X-Request-ID"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", response.headers["X-Request-ID"])
+
+
+async def test_generated_request_ids_differ(gw: Gateway) -> None:
+    ids = {(await gw.get(NODES)).headers["X-Request-ID"] for _ in range(3)}
+    assert len(ids) == 3
 
 
 async def test_two_request_ids_are_replaced(gw: Gateway) -> None:
@@ -249,7 +254,7 @@ async def test_an_upstream_failure_is_counted_and_logged(
     async with start(tmp_path, upstream_url=f"http://127.0.0.1:{free_port()}") as gw:
         response = await gw.get(NODES)
         assert response.status == 502
-        assert re.fullmatch(r"[0-9a-f]{16}", response.headers["X-Request-ID"])
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]+", response.headers["X-Request-ID"])
         (line,) = [line for line in access_lines(caplog) if line["path"] == f"/slurm/{V}/nodes/"]
         assert (line["status"], line["decision"], line["cache"]) == (502, "allow", "MISS")
         assert line["upstream_status"] is None
