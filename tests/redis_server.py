@@ -6,8 +6,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.processes import stop_process, wait_ready
 
 __all__ = ["RedisServer"]
 
@@ -55,17 +56,17 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                self.process = None
-                raise RuntimeError(f"redis-server exited at start:\n{log}")
-            if self.ping():
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+        try:
+            wait_ready(
+                self.process,
+                self.ping,
+                what=f"redis-server on port {self.port}",
+                timeout=timeout,
+                log=lambda: (self.directory / "redis.log").read_text(errors="replace")[-2000:],
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def ping(self) -> bool:
         """Whether it answers PING now."""
@@ -92,10 +93,5 @@ class RedisServer:
     def stop(self) -> None:
         """Terminate it (by our PID only) and wait."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -16,6 +15,8 @@ with warnings.catch_warnings():
     # passlib 1.7.4 (its latest release) imports the stdlib's crypt, deprecated since 3.11.
     warnings.filterwarnings("ignore", "'crypt' is deprecated", DeprecationWarning)
     from passlib.apache import HtpasswdFile  # type: ignore[import-untyped]
+
+from tests.processes import stop_process, wait_ready
 
 __all__ = ["PackageIndex", "fresh_venv", "run"]
 
@@ -93,16 +94,17 @@ class PackageIndex:
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.process = None
-                raise RuntimeError(f"pypiserver exited at start:\n{self.log()}")
-            if self.healthy():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"pypiserver did not answer on port {self.port}:\n{self.log()}")
+        try:
+            wait_ready(
+                self.process,
+                self.healthy,
+                what=f"pypiserver on port {self.port}",
+                timeout=timeout,
+                log=self.log,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def healthy(self) -> bool:
         """Whether it answers its health endpoint now."""
@@ -120,10 +122,5 @@ class PackageIndex:
     def stop(self) -> None:
         """Terminate it (by our PID only) and wait."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None

@@ -6,7 +6,11 @@ import contextlib
 import io
 import re
 from pathlib import Path
+from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from slurmgate.server.app import build_app
 from slurmgate.server.cli import main as cli
 from slurmgate.server.config import Settings, parse_settings
 from tests.lab.env import LabSuite
@@ -17,6 +21,7 @@ __all__ = [
     "gateway_settings",
     "logged_requests",
     "slurmrestd_requests",
+    "start_gateway",
 ]
 
 TRANSPORTS = ("http", "unix", "inetd")
@@ -96,3 +101,15 @@ def logged_requests(log: Path, method: str | None = None, path: str | None = Non
 def slurmrestd_requests(suite: LabSuite, method: str | None = None, path: str | None = None) -> int:
     """How many requests the suite's slurmrestd daemon has logged so far (see logged_requests)."""
     return logged_requests(suite.root.parent / "logs" / "slurmrestd.log", method, path)
+
+
+async def start_gateway(suite: LabSuite, transport: str, tmp_path: Path) -> TestClient[Any, Any]:
+    """An in-process gateway in front of ``suite`` on a real port (tokens in tmp_path)."""
+    settings = gateway_settings(suite, transport, tmp_path / "tokens.toml")
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
+    try:
+        await client.start_server()
+    except BaseException:
+        await client.close()
+        raise
+    return client

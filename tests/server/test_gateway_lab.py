@@ -8,26 +8,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from openapi_spec_validator import OpenAPIV30SpecValidator
 
-from slurmgate.server.app import build_app
-from tests.lab.env import Lab, LabSuite, suite_versions
-from tests.server.gateway import TRANSPORTS, create_token, gateway_settings
+from tests.lab.env import Lab, suite_versions
+from tests.server.gateway import TRANSPORTS, create_token, start_gateway
 
 CASES = [(s, v, t) for s, v in suite_versions() for t in TRANSPORTS]
 IDS = [f"{s}-{v}-{t}" for s, v, t in CASES]
-
-
-async def start(suite: LabSuite, transport: str, tmp_path: Path) -> TestClient[Any, Any]:
-    settings = gateway_settings(suite, transport, tmp_path / "tokens.toml")
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
-    try:
-        await client.start_server()
-    except BaseException:
-        await client.close()
-        raise
-    return client
 
 
 async def get_json(client: TestClient[Any, Any], path: str, token: str) -> dict[str, Any]:
@@ -46,7 +34,7 @@ async def test_reads(
 ) -> None:
     suite = lab.suites[suite_name]
     token = create_token(tmp_path / "tokens.toml", "alice")
-    client = await start(suite, transport, tmp_path)
+    client = await start_gateway(suite, transport, tmp_path)
     try:
         ping = await get_json(client, f"/slurm/{version}/ping/", token)
         assert ping["meta"]["slurm"]["cluster"] == suite.cluster
@@ -85,7 +73,7 @@ async def test_submit_get_cancel_as_two_users(
 ) -> None:
     suite = lab.suites[suite_name]
     tokens = {user: create_token(tmp_path / "tokens.toml", user) for user in ("alice", "bob")}
-    client = await start(suite, transport, tmp_path)
+    client = await start_gateway(suite, transport, tmp_path)
     try:
         for user, account in (("alice", "physics"), ("bob", "chem")):
             token = tokens[user]
@@ -122,7 +110,7 @@ async def test_openapi_document_covers_what_slurmrestd_serves(
             assert response.status == 200
             upstream = json.loads(await response.read())
     (tmp_path / "tokens.toml").write_text("")  # no tokens: the document needs none
-    client = await start(suite, "http", tmp_path)
+    client = await start_gateway(suite, "http", tmp_path)
     try:
         response = await client.get("/openapi/v3")  # no credentials
         assert response.status == 200
@@ -154,7 +142,7 @@ async def test_util_hostlist_and_hostnames(
     """slurmrestd's util plugin through the gateway (Slurm 26.05 serves it for v0.0.44+)."""
     suite = lab.suites[suite_name]
     token = create_token(tmp_path / "tokens.toml", "alice", scopes=("util:read",))
-    client = await start(suite, "http", tmp_path)
+    client = await start_gateway(suite, "http", tmp_path)
     try:
         headers = {"Authorization": f"Bearer {token}"}
         names = await client.post(

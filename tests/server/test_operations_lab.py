@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from slurmgate.server.app import build_app
 from slurmgate.server.logs import JsonFormatter
-from tests.lab.env import Lab, LabSuite, suite_versions
-from tests.server.gateway import TRANSPORTS, create_token, gateway_settings
+from tests.lab.env import Lab, suite_versions
+from tests.server.gateway import TRANSPORTS, create_token, start_gateway
 
 SUITES = sorted({suite for suite, _ in suite_versions()})
 CASES = [(s, t) for s in SUITES for t in TRANSPORTS]
-
-
-async def start(suite: LabSuite, transport: str, tmp_path: Path) -> TestClient[Any, Any]:
-    settings = gateway_settings(suite, transport, tmp_path / "tokens.toml")
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings)))
-    try:
-        await client.start_server()
-    except BaseException:
-        await client.close()
-        raise
-    return client
 
 
 @pytest.mark.parametrize(("suite_name", "transport"), CASES, ids=[f"{s}-{t}" for s, t in CASES])
@@ -37,7 +23,7 @@ async def test_health_with_both_pings_responding(
 ) -> None:
     suite = lab.suites[suite_name]
     ops = create_token(tmp_path / "tokens.toml", "ops", scopes=("slurmgate:health",))
-    client = await start(suite, transport, tmp_path)
+    client = await start_gateway(suite, transport, tmp_path)
     try:
         anonymous = await client.get("/health")
         assert (anonymous.status, json.loads(await anonymous.read())) == (200, {"status": "ok"})
@@ -68,7 +54,7 @@ async def test_metrics_and_access_log_after_real_requests(
     tokens = tmp_path / "tokens.toml"
     alice = create_token(tokens, "alice")
     ops = create_token(tokens, "ops", scopes=("slurmgate:metrics",))
-    client = await start(suite, "http", tmp_path)
+    client = await start_gateway(suite, "http", tmp_path)
     try:
         auth = {"Authorization": f"Bearer {alice}"}
         for path in ("ping/", "nodes/", "nodes/", "partitions/"):
