@@ -70,7 +70,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
-        cache_group="jobs",
+        cache_group="job",
         invalidates=(),
         accounts=(),
     ),
@@ -85,7 +85,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -113,7 +113,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -149,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -318,6 +318,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "job",
             "jobs",
             "licenses",
             "nodes",

@@ -97,7 +97,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
-        cache_group="jobs",
+        cache_group="job",
         invalidates=(),
         accounts=(),
     ),
@@ -112,7 +112,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -140,7 +140,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -176,7 +176,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -345,6 +345,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "job",
             "jobs",
             "licenses",
             "nodes",

@@ -111,7 +111,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
-        cache_group="jobs",
+        cache_group="job",
         invalidates=(),
         accounts=(),
     ),
@@ -126,7 +126,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -154,7 +154,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -176,7 +176,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -212,7 +212,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -240,7 +240,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:jobs:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("db-jobs", "jobs"),
+        invalidates=("db-jobs", "job", "jobs"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.LOOKUP,
@@ -458,6 +458,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "job",
             "jobs",
             "licenses",
             "nodes",
@@ -562,7 +563,7 @@ ROUTES: tuple[Route, ...] = (
         mutating=False,
         scope="slurm:read",
         cache=CachePolicy.SHORT,
-        cache_group="jobs",
+        cache_group="job",
         invalidates=(),
         accounts=(),
     ),

@@ -101,10 +101,19 @@ def test_groups_span_versions() -> None:
     assert submit.invalidates == ("db-jobs", "jobs")
     assert by_key[("GET", "/slurm/v0.0.40/jobs/")].cache_group == "jobs"
     assert by_key[("GET", "/slurmdb/v0.0.40/jobs/")].cache_group == "db-jobs"
-    assert by_key[("GET", "/slurm/v0.0.44/resources/{job_id}")].cache_group == "jobs"
+    # One job is its own group: a submission clears the lists, not every job clients poll;
+    # updating or cancelling a job clears both.
+    assert by_key[("GET", "/slurm/v0.0.44/resources/{job_id}")].cache_group == "job"
+    assert by_key[("GET", "/slurm/v0.0.45/job/{job_id}")].cache_group == "job"
+    assert by_key[("DELETE", "/slurm/v0.0.45/job/{job_id}")].invalidates == (
+        "db-jobs",
+        "job",
+        "jobs",
+    )
+    assert by_key[("DELETE", "/slurm/v0.0.45/jobs/")].invalidates == ("db-jobs", "job", "jobs")
     reconfigure = by_key[("GET", "/slurm/v0.0.42/reconfigure/")]
     assert reconfigure.invalidates == (
-        "jobs", "licenses", "nodes", "partitions", "reservations", "shares", "slurm-conf",
+        "job", "jobs", "licenses", "nodes", "partitions", "reservations", "shares", "slurm-conf",
     )  # fmt: skip
     post_config = by_key[("POST", "/slurmdb/v0.0.43/config")]
     assert set(post_config.invalidates) == {

@@ -23,7 +23,7 @@ def test_shipped_policy_files_load() -> None:
     cache = load_cache_rules()
     assert cache.default is CachePolicy.NONE
     assert cache.groups == {
-        "jobs", "nodes", "licenses", "partitions", "reservations", "shares", "slurm-conf",
+        "job", "jobs", "nodes", "licenses", "partitions", "reservations", "shares", "slurm-conf",
         "db-jobs", "associations", "users", "wckeys", "instances", "accounts", "clusters", "qos",
         "tres", "db-config",
     }  # fmt: skip

@@ -122,7 +122,7 @@ async def test_miss_then_hit_with_headers(gw: Gateway) -> None:
     assert first.status == 200
     assert first.headers["X-Cache"] == "MISS"
     assert first.headers["Age"] == "0"
-    assert first.headers["Cache-Control"] == "max-age=1"  # policy short: 1 to 10 s
+    assert first.headers["Cache-Control"] == "max-age=2"  # policy short: fresh 2 s + upstream time
     assert first.headers["X-Cache-Generated-At"].endswith("Z")
     assert float(first.headers["X-Cache-Upstream-Seconds"]) >= 0
     second = await gw.get(NODES)
@@ -340,3 +340,20 @@ async def test_an_unreachable_redis_means_no_cache_not_errors(tmp_path: Path) ->
         assert store is not None
         assert store.stats.backend_errors >= 1
         assert gw.upstream.count(NODES) == 3
+
+
+async def test_a_submission_keeps_single_jobs_but_a_cancel_clears_them(gw: Gateway) -> None:
+    one = f"/slurm/{V}/job/42"
+    await gw.get(one)
+    await gw.get(JOBS)
+    auth = {"Authorization": f"Bearer {gw.tokens['alice']}"}
+    submit = await gw.client.post(
+        f"/slurm/{V}/job/submit", json={"job": {"script": "#!/bin/sh\ntrue\n"}}, headers=auth
+    )
+    assert submit.status == 200
+    assert (await gw.get(JOBS)).headers["X-Cache"] == "MISS"  # the list has a new job
+    assert (await gw.get(one)).headers["X-Cache"] == "HIT"  # job 42 did not change
+    cancel = await gw.client.delete(one, headers=auth)
+    assert cancel.status == 200
+    assert (await gw.get(one)).headers["X-Cache"] == "MISS"
+    assert (await gw.get(JOBS)).headers["X-Cache"] == "MISS"
