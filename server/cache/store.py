@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from slurmgate.server.cache.backends import Backend
+from slurmgate.server.cache.backends import Backend, MemoryBackend
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.cache.freshness import freshness
@@ -139,6 +139,10 @@ class ResponseCache:
 
     def __init__(self, backend: Backend, settings: CacheSettings, *, max_wait: float) -> None:
         self._backend = backend
+        #: the synchronous read of the memory backend (not of test doubles that play Redis)
+        self._peek = (
+            backend.peek if isinstance(backend, MemoryBackend) and not backend.remote else None
+        )
         self._settings = settings
         self._keys = KeySpace(settings.key_prefix)
         #: longest a replica waits for another to fill an entry before calling upstream itself
@@ -168,6 +172,17 @@ class ResponseCache:
         """Whether the backend is currently used (not left alone after a failure)."""
         return time.monotonic() >= self._down_until
 
+    def lookup_now(self, material: str, group: str) -> Lookup | None:
+        """:meth:`lookup` without awaiting, when the backend is this process's memory; else None.
+
+        A memory read cannot fail or wait, so it skips the circuit and the shared reads.
+        """
+        if self._peek is None:
+            return None
+        entry_key = self._keys.entry(material)
+        entry, generation = self._peek(entry_key, self._keys.generation(group))
+        return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+
     async def lookup(self, material: str, group: str) -> Lookup:
         """What is stored for ``material``; a failing backend reads as "nothing stored".
 
@@ -176,6 +191,9 @@ class ResponseCache:
         is keyed by the group's local generation, so a lookup made after an invalidation by this
         process never joins a read started before it.
         """
+        now = self.lookup_now(material, group)
+        if now is not None:
+            return now
         entry_key = self._keys.entry(material)
         local = str(self._local_generation.get(group, 0))
 
@@ -190,7 +208,7 @@ class ResponseCache:
             return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
 
         if not self._backend.shared:
-            return await read()  # in memory a read never waits: nothing to share, no task
+            return await read()  # nothing to share between requests, no task
         found, _ = await self._reads.do((entry_key, group, local), read)
         return found
 

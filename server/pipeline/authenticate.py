@@ -17,6 +17,7 @@ credentials, "unauthenticated" for a refusal (authorize records the rest).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -127,31 +128,49 @@ async def _identify(request: web.Request) -> Identity:
     return identity
 
 
-async def _authorization(request: web.Request, value: str) -> Identity:
+@functools.lru_cache(maxsize=1024)
+def _split(value: str) -> tuple[str, str, str] | None:
+    """``(scheme in lower case, scheme as sent, credentials)`` of an Authorization value.
+
+    Remembered because clients send the same header on every request; the values held are
+    credentials the token store remembers anyway, and a malformed one (None) costs a slot only.
+    """
     parsed = _AUTHORIZATION.fullmatch(value)
+    if parsed is None:
+        return None
+    return parsed.group(1).lower(), parsed.group(1), parsed.group(2)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_token68(secret: str) -> bool:
+    return _TOKEN68.fullmatch(secret) is not None
+
+
+async def _authorization(request: web.Request, value: str) -> Identity:
+    parsed = _split(value)
     if parsed is None:
         raise Refused(
             "Authorization must be '<scheme> <credentials>'",
             reason="malformed Authorization header",
         )
-    scheme, credentials = parsed.group(1).lower(), parsed.group(2)
+    scheme, sent, credentials = parsed
     if scheme == "bearer":
         return _bearer(request, credentials)
     if scheme == "munge":
-        verifier = request.config_dict.get(MUNGE)
+        verifier = request.app.get(MUNGE)
         if verifier is None:
             raise Refused("MUNGE authentication is not enabled", reason="MUNGE disabled")
         return await verifier.verify(credentials, request.remote)
     raise Refused(
         "unsupported authorization scheme: use Bearer or MUNGE",
-        reason=f"scheme {parsed.group(1)[:32]!r}",
+        reason=f"scheme {sent[:32]!r}",
     )
 
 
 def _bearer(request: web.Request, secret: str) -> Identity:
-    if _TOKEN68.fullmatch(secret) is None:
+    if not _is_token68(secret):
         raise Refused("invalid bearer token", reason="token has characters outside token68")
-    store = request.config_dict.get(TOKENS)
+    store = request.app.get(TOKENS)
     if store is None:
         raise Refused(
             "bearer tokens cannot be checked right now",

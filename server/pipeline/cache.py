@@ -21,6 +21,7 @@ from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
 
 from slurmgate.server.cache.backends import make_backend
 from slurmgate.server.cache.control import Directives, parse_directives
@@ -111,13 +112,16 @@ async def _read(
     material = key_material(
         target, request.headers.get("Accept", ""), user if settings.per_user else None
     )
-    lookup = await store.lookup(material, request[ROUTE].cache_group)
+    group = request[ROUTE].cache_group
+    lookup = store.lookup_now(material, group)
+    if lookup is None:
+        lookup = await store.lookup(material, group)
     private = settings.per_user
     now = time.time()
     fresh = None if directives.refresh else lookup.fresh(now, directives.max_age)
     if fresh is not None:
         store.stats.hits += 1
-        return _respond(_answer(fresh), fresh, "HIT", private=private)
+        return _respond(fresh, fresh, "HIT", private=private)
     request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
     try:
         filled = await store.fill(
@@ -132,12 +136,12 @@ async def _read(
         if stale is None:
             raise
         store.stats.stale += 1
-        return _respond(_answer(stale), stale, "STALE", private=private)
+        return _respond(stale, stale, "STALE", private=private)
     if filled.answer.status >= 500:
         stale = _stale(lookup, directives)
         if stale is not None:
             store.stats.stale += 1
-            return _respond(_answer(stale), stale, "STALE", private=private)
+            return _respond(stale, stale, "STALE", private=private)
     if filled.from_peer:
         store.stats.hits += 1
         outcome = "HIT"
@@ -167,10 +171,6 @@ async def _fetch(request: web.Request, handler: Handler) -> Answer:
     return Answer(response.status, response.reason, headers, response.body)
 
 
-def _answer(entry: Entry) -> Answer:
-    return Answer(entry.status, entry.reason, entry.headers, entry.body)
-
-
 def _stale(lookup: Lookup, directives: Directives) -> Entry | None:
     """The stored entry if the client accepts it in place of a failed upstream call."""
     entry = lookup.entry
@@ -188,16 +188,18 @@ def _timestamp(seconds: float) -> str:
     return generated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _respond(answer: Answer, entry: Entry | None, outcome: str, *, private: bool) -> web.Response:
-    response = web.Response(status=answer.status, reason=answer.reason or None, body=answer.body)
-    for name, value in answer.headers:
-        response.headers.add(name, value)
-    response.headers["Server"] = "slurmgate"
-    response.headers["X-Cache"] = outcome
+def _respond(
+    answer: Answer | Entry, entry: Entry | None, outcome: str, *, private: bool
+) -> web.Response:
+    headers = CIMultiDict(answer.headers)
+    headers["Server"] = "slurmgate"
+    headers["X-Cache"] = outcome
     if entry is not None:
-        response.headers["Age"] = str(int(entry.age(time.time())))
+        headers["Age"] = str(int(entry.age(time.time())))
         max_age = f"max-age={int(entry.lifetime)}"
-        response.headers["Cache-Control"] = f"private, {max_age}" if private else max_age
-        response.headers["X-Cache-Generated-At"] = _timestamp(entry.generated_at)
-        response.headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
-    return response
+        headers["Cache-Control"] = f"private, {max_age}" if private else max_age
+        headers["X-Cache-Generated-At"] = _timestamp(entry.generated_at)
+        headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
+    return web.Response(
+        status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
+    )

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from slurmgate.server.collectors import CacheCollector, TokenCollector
 from slurmgate.server.keys import CACHE, METRICS
+from slurmgate.server.metrics import RequestCollector, RequestTally
 from slurmgate.server.routing import add_endpoint
 from tests.server.fake_gateway import Gateway, V, free_port, start
 
@@ -174,3 +175,27 @@ def test_an_own_endpoint_needs_exactly_one_scope_rule() -> None:
     add_endpoint(app, "/metrics", handler, operation_id="m", access="token")
     with pytest.raises(ValueError, match="gives GET /nothing 0 scopes"):
         add_endpoint(app, "/nothing", handler, operation_id="n", access="token")
+
+
+def test_request_durations_fall_in_prometheus_le_buckets() -> None:
+    tally = RequestTally()
+    registry = CollectorRegistry()
+    registry.register(RequestCollector(tally))
+    tally.add("op", "GET", 200, "allow", 0.001)  # on a bound: counted in that bucket (le)
+    tally.add("op", "GET", 200, "allow", 0.0011)
+    tally.add("op", "GET", 200, "allow", 100.0)  # past the last bound: +Inf only
+    tally.add("op", "BREW", 405, "none", 0.5)  # a method outside the known set: "other"
+    value = registry.get_sample_value
+    bucket = "slurmgate_request_duration_seconds_bucket"
+    assert value(bucket, {"operation": "op", "le": "0.001"}) == 1
+    assert value(bucket, {"operation": "op", "le": "0.0025"}) == 2
+    assert value(bucket, {"operation": "op", "le": "60.0"}) == 3
+    assert value(bucket, {"operation": "op", "le": "+Inf"}) == 4
+    assert value("slurmgate_request_duration_seconds_count", {"operation": "op"}) == 4
+    assert value("slurmgate_request_duration_seconds_sum", {"operation": "op"}) == pytest.approx(
+        100.5021
+    )
+    labels = {"operation": "op", "method": "GET", "status": "200", "decision": "allow"}
+    assert value("slurmgate_requests_total", labels) == 3
+    other = {"operation": "op", "method": "other", "status": "405", "decision": "none"}
+    assert value("slurmgate_requests_total", other) == 1

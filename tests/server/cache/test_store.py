@@ -281,3 +281,33 @@ async def test_memory_budget_evicts_least_recently_used() -> None:
     assert backend.total_bytes <= 1 << 20
     await backend.write("huge", Entry("w", "", 0, 0, 1, 200, "", (), b"x" * (2 << 20)), ttl=60)
     assert (await backend.read("huge", "g"))[0] is None  # larger than the budget: not kept
+
+
+async def test_memory_entries_expire_after_their_ttl() -> None:
+    now = [1000.0]
+    backend = MemoryBackend(max_bytes=1 << 20, clock=lambda: now[0])
+    stored = Entry("w", "", 0.0, 0.0, math.inf, 200, "OK", JSON, b"{}")
+    await backend.write("a", stored, ttl=60)
+    now[0] += 59.9
+    assert backend.peek("a", "g") == (stored, "")
+    now[0] += 0.1
+    assert backend.peek("a", "g") == (None, "")
+    assert backend.total_bytes == 0  # dropped when found expired
+
+
+async def test_a_memory_lookup_needs_no_await_and_sees_invalidations() -> None:
+    cache = make_cache()
+    upstream = Upstream()
+    await request(cache, upstream)
+    found = cache.lookup_now("/p", "jobs")
+    assert found is not None
+    assert found.fresh(time.time()) is not None
+    await cache.invalidate(["jobs"])
+    found = cache.lookup_now("/p", "jobs")
+    assert found is not None
+    assert found.entry is not None
+    assert found.fresh(time.time()) is None
+
+
+def test_a_backend_that_plays_redis_is_never_peeked() -> None:
+    assert make_cache(FlakyBackend()).lookup_now("/p", "jobs") is None
