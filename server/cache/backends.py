@@ -8,6 +8,7 @@ into "no cache" for a while.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from aiocache.serializers import NullSerializer
 from redis.asyncio import BlockingConnectionPool
 from yarl import URL
 
+from slurmgate.server.cache.bodyfile import MIN_BYTES, body_file
 from slurmgate.server.cache.entry import Entry, decode, encode
 from slurmgate.server.cache.settings import CacheSettings
 
@@ -82,14 +84,24 @@ class MemoryBackend:
     Not aiocache's SimpleMemoryCache: it has no size limit (so the order had to be kept here
     anyway) and its every call goes through decorators, a timeout and an environment lookup,
     which were a tenth of a cache hit. Here a read is a synchronous :meth:`peek`, so a hit
-    never waits. Expired entries are dropped when read or when the budget needs room.
+    never waits. Expired entries are dropped when read or when the budget needs room. Bodies of
+    ``file_min_bytes`` and more are kept in sealed memory files, so hits on them are sent with
+    sendfile (:mod:`.bodyfile`).
     """
 
     shared = False
     remote = False
 
-    def __init__(self, max_bytes: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        *,
+        file_min_bytes: int = MIN_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._max_bytes = max_bytes
+        #: bodies of this size and more go to memory files (0: none)
+        self._file_min_bytes = file_min_bytes
         self._clock = clock
         # Guarded by the event loop: no method awaits between reading and writing them.
         #: entry key -> (entry, monotonic expiry, size), least recently used first
@@ -124,6 +136,10 @@ class MemoryBackend:
         size = entry.size
         if size > self._max_bytes:
             return
+        if self._file_min_bytes and len(entry.body) >= self._file_min_bytes and entry.file is None:
+            file = body_file(entry.body)
+            if file is not None:
+                entry = dataclasses.replace(entry, body=file.view, file=file)
         self._drop(entry_key)
         self._entries[entry_key] = (entry, self._clock() + ttl, size)
         self._total += size
@@ -261,7 +277,9 @@ class RedisBackend:
 def make_backend(settings: CacheSettings) -> Backend | None:
     """The backend ``settings`` ask for; None when the cache is off."""
     if settings.backend == "memory":
-        return MemoryBackend(settings.memory_max_bytes)
+        return MemoryBackend(
+            settings.memory_max_bytes, file_min_bytes=settings.memory_file_min_bytes
+        )
     if settings.backend == "redis":
         password = None
         if settings.redis_password_file is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from slurmgate.server.cache.bodyfile import BodyFile
 
 __all__ = ["FORMAT", "Entry", "decode", "encode"]
 
@@ -38,7 +40,10 @@ class Entry:
     reason: str
     #: the answer's headers as the gateway passes them on (no hop-by-hop headers)
     headers: tuple[tuple[str, str], ...]
-    body: bytes
+    #: the upstream's bytes; for a large entry in memory, a read-only view of :attr:`file`
+    body: bytes | memoryview
+    #: the memory file holding the body, when the memory backend made one (sent by sendfile)
+    file: BodyFile | None = field(default=None, compare=False, repr=False)
 
     @property
     def lifetime(self) -> float:

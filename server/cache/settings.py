@@ -117,6 +117,9 @@ class CacheSettings(Section):
     fallback_lifetime: int = Field(3 * 86400, ge=60, le=30 * 86400)
     #: memory: bytes of answers kept; the least recently used go first
     memory_max_bytes: int = Field(256 << 20, ge=1 << 20, le=1 << 40)
+    #: memory: answers from this size up are kept in sealed memory files and sent with sendfile
+    #: (one file descriptor each); 0 never does
+    memory_file_min_bytes: int = Field(1 << 20, ge=0, le=1 << 40)
     #: seconds one cache operation may take before the cache counts as failing
     timeout: PositiveSeconds = 0.25
     #: seconds a failing cache is left alone (requests go straight upstream) before a new try

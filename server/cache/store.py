@@ -344,7 +344,7 @@ class ResponseCache:
                     await self._call(lambda: self._backend.release_lock(lock_key, token))
                 if self._backend.shared:
                     self.stats.peer_fills += 1
-                answer = Answer(entry.status, entry.reason, entry.headers, entry.body)
+                answer = Answer(entry.status, entry.reason, entry.headers, bytes(entry.body))
                 return Filled(answer, entry, None, from_peer=True), False
             if locked:
                 return None, True

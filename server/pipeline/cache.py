@@ -12,6 +12,7 @@ details.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -20,10 +21,12 @@ from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from slurmgate.server.cache.backends import make_backend
+from slurmgate.server.cache.bodyfile import BodyFile
 from slurmgate.server.cache.control import Directives, parse_directives
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.freshness import bounds
@@ -190,7 +193,7 @@ def _timestamp(seconds: float) -> str:
 
 def _respond(
     answer: Answer | Entry, entry: Entry | None, outcome: str, *, private: bool
-) -> web.Response:
+) -> web.StreamResponse:
     headers = CIMultiDict(answer.headers)
     headers["Server"] = "slurmgate"
     headers["X-Cache"] = outcome
@@ -200,6 +203,38 @@ def _respond(
         headers["Cache-Control"] = f"private, {max_age}" if private else max_age
         headers["X-Cache-Generated-At"] = _timestamp(entry.generated_at)
         headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
+        if entry.file is not None:
+            return _FileAnswer(entry.file, entry.status, entry.reason, headers)
     return web.Response(
         status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
     )
+
+
+class _FileAnswer(web.StreamResponse):
+    """A stored body sent from its memory file with sendfile(2) (server/cache/bodyfile.py).
+
+    What aiohttp's FileResponse does for files on disk, without its Range, ETag and
+    Last-Modified handling: the answer stays exactly slurmrestd's.
+    """
+
+    def __init__(self, file: BodyFile, status: int, reason: str, headers: CIMultiDict[str]) -> None:
+        super().__init__(status=status, reason=reason or None, headers=headers)
+        self.content_length = file.size
+        #: held until the answer is sent, which keeps the descriptor open if the entry is evicted
+        self._file = file
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        writer = await super().prepare(request)  # sends the status line and headers
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("connection lost before the body was sent")
+        loop = asyncio.get_running_loop()
+        try:
+            with self._file.reader() as body:
+                await loop.sendfile(transport, body, 0, self._file.size, fallback=False)
+        except asyncio.SendfileNotAvailableError:  # TLS: written from the mapping instead
+            await super().write(self._file.view)
+        await super().write_eof()
+        return writer

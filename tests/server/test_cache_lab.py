@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from slurmgate.server.cache.keys import key_material
 from tests.lab.env import Lab, LabSuite
 from tests.lab.private_restd import PrivateRestd
 from tests.redis_server import RedisServer
@@ -297,3 +298,29 @@ async def load_with_outage(
             with contextlib.suppress(asyncio.CancelledError):
                 await controller
     return replies
+
+
+@by_suite
+async def test_hits_sent_from_memory_files_are_slurmrestds_bytes(
+    lab: Lab, tmp_path: Path, suite_name: str, version: str
+) -> None:
+    suite = lab.suites[suite_name]
+    # Every answer above 1 KiB goes to a memory file and is sent with sendfile.
+    cache = {"backend": "memory", "memory_file_min_bytes": 1024}
+    async with running(suite, version, tmp_path, cache) as gw:
+        nodes = gw.path("nodes/")
+        calls = upstream_calls(restd_log(suite), "GET", nodes)
+        first = await gw.get(nodes)
+        assert (first.status, first.cache) == (200, "MISS"), first.body[:300]
+        assert len(first.body) > 1024
+        client = gw.client
+        hits = await burst([str(client.make_url(nodes))], gw.token, 50)
+        lookup = gw.store.lookup_now(key_material(nodes, "*/*", None), "nodes")
+        assert lookup is not None
+        assert lookup.entry is not None
+        assert lookup.entry.file is not None
+        assert {(hit.status, hit.cache) for hit in hits} == {(200, "HIT")}
+        assert {hit.body for hit in hits} == {first.body}
+        assert all(hit.headers["Content-Length"] == str(len(first.body)) for hit in hits)
+        assert sorted(n["name"] for n in hits[0].json()["nodes"]) == ["n1", "n2"]
+        assert calls() == 1

@@ -57,7 +57,7 @@ async def through(cache: ResponseCache, fetch: Callable[[], Awaitable[Answer]]) 
     lookup = await cache.lookup("/slurm/v0.0.45/nodes", "nodes")
     fresh = lookup.fresh(time.time())
     if fresh is not None:
-        return Answer(fresh.status, fresh.reason, fresh.headers, fresh.body)
+        return Answer(fresh.status, fresh.reason, fresh.headers, bytes(fresh.body))
     return (await cache.fill(lookup, fetch, bounds=BOUNDS, user="alice")).answer
 
 

@@ -20,6 +20,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from slurmgate.server.app import build_app
+from slurmgate.server.cache.keys import key_material
 from slurmgate.server.config import parse_settings
 from slurmgate.server.keys import CACHE
 from tests.server.gateway import create_token
@@ -357,3 +358,30 @@ async def test_a_submission_keeps_single_jobs_but_a_cancel_clears_them(gw: Gatew
     assert cancel.status == 200
     assert (await gw.get(one)).headers["X-Cache"] == "MISS"
     assert (await gw.get(JOBS)).headers["X-Cache"] == "MISS"
+
+
+async def test_large_answers_are_sent_from_memory_files_unchanged(tmp_path: Path) -> None:
+    jobs = [{"job_id": i, "name": "x" * 200, "account": "physics"} for i in range(12_000)]
+    body = json.dumps({"jobs": jobs, "meta": {}, "errors": [], "warnings": []}).encode()
+    assert len(body) > 2 << 20
+    async for gw in start(tmp_path, memory_file_min_bytes=1 << 20):
+        gw.upstream.answers[JOBS] = (200, body)
+        first = await gw.get(JOBS)
+        store = gw.client.app[CACHE]
+        assert store is not None
+        lookup = store.lookup_now(key_material(JOBS, "*/*", None), "jobs")
+        hits = await asyncio.gather(*(gw.get(JOBS) for _ in range(20)))
+        assert first.headers["X-Cache"] == "MISS"
+        assert await first.read() == body
+        for hit in hits:
+            assert hit.status == 200
+            assert hit.headers["X-Cache"] == "HIT"
+            assert hit.headers["Content-Length"] == str(len(body))
+            assert hit.headers["Content-Type"] == "application/json"
+            assert hit.headers["X-Request-ID"]  # added outside the cache step, as for any answer
+            assert await hit.read() == body
+        assert len({hit.headers["X-Request-ID"] for hit in hits}) == 20
+        assert gw.upstream.count(JOBS) == 1
+        assert lookup is not None
+        assert lookup.entry is not None
+        assert lookup.entry.file is not None  # the hits above were sent from it
