@@ -29,6 +29,8 @@ __all__ = ["Backend", "MemoryBackend", "RedisBackend", "make_backend", "new_gene
 
 #: Generation of a group never invalidated (no key yet).
 _INITIAL = ""
+#: Longest a local copy of a Redis entry is kept, whatever its freshness.
+_LOCAL_MAX_SECONDS = 86400.0
 
 
 def new_generation() -> str:
@@ -115,6 +117,15 @@ class MemoryBackend:
         """Bytes of entries currently counted against the budget."""
         return self._total
 
+    @property
+    def count(self) -> int:
+        """Entries held (expired ones not yet dropped included)."""
+        return len(self._entries)
+
+    def holds(self, entry_key: str) -> bool:
+        """Whether an entry is held under ``entry_key`` (expired or not)."""
+        return entry_key in self._entries
+
     def peek(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
         """:meth:`read` without awaiting."""
         generation = self._generations.get(generation_key, _INITIAL)
@@ -190,7 +201,14 @@ _RELEASE = (
 
 
 class RedisBackend:
-    """Entries in Redis (aiocache's RedisCache), in the envelope of :mod:`.entry`."""
+    """Entries in Redis (aiocache's RedisCache), in the envelope of :mod:`.entry`.
+
+    Each entry has a small stamp key beside it (its generation and times). A process keeps
+    copies of the entries it read or wrote last, within ``local_max_bytes``; a read fetches the
+    stamp and the group's generation, and the whole entry only when the stamp differs from the
+    local copy's. A hit on a megabyte jobs list is then a round trip of a hundred bytes, and
+    copies of ``file_min_bytes`` and more are sent with sendfile as in memory (:mod:`.bodyfile`).
+    """
 
     shared = True
     remote = True
@@ -203,11 +221,15 @@ class RedisBackend:
         password: str | None,
         timeout: float,
         max_connections: int = 32,
+        local_max_bytes: int = 64 << 20,
+        file_min_bytes: int = MIN_BYTES,
     ) -> None:
         parsed = URL(url)
         db = int(parsed.path.strip("/") or 0)
         # A blocking pool: over max_connections an operation waits for a free connection
         # (within the store's timeout) instead of failing, as redis-py's default pool does.
+        # socket_timeout bounds every socket read, so a stalled Redis fails within ``timeout``
+        # even during a long read of a large entry.
         pool: dict[str, object] = {"socket_timeout": timeout, "timeout": timeout}
         if username is not None:
             pool["username"] = username
@@ -224,24 +246,56 @@ class RedisBackend:
             connection_pool_kwargs=pool,
             timeout=None,
         )
+        #: copies of entries read or written last
+        self._local = MemoryBackend(local_max_bytes, file_min_bytes=file_min_bytes)
+        self._local_on = local_max_bytes > 0
+        #: stamp of each local copy (guarded by the event loop, updated with _local)
+        self._stamps: dict[str, str] = {}
+        #: whole entries read from Redis (for tests and metrics)
+        self.bulk_reads = 0
 
     async def read(self, entry_key: str, generation_key: str) -> tuple[Entry | None, str]:
         """See :meth:`Backend.read`."""
-        data, generation = await self._cache.multi_get([entry_key, generation_key])
-        entry: Entry | None = None
-        if isinstance(data, bytes):
-            try:
-                entry = decode(data)
-            except ValueError:
-                entry = None  # another format or a stray value: as if absent
-        if isinstance(generation, bytes):
-            return entry, generation.decode("ascii", "replace")
-        return entry, _INITIAL
+        if not self._local_on:
+            data, generation = await self._cache.multi_get([entry_key, generation_key])
+            self.bulk_reads += data is not None
+            return _decoded(data), _text(generation)
+        stamp, generation = await self._cache.multi_get([_stamp_key(entry_key), generation_key])
+        if stamp is None:
+            return None, _text(generation)  # no entry (or one written before stamps existed)
+        stamp = _text(stamp)
+        if self._stamps.get(entry_key) == stamp:
+            local, _ = self._local.peek(entry_key, generation_key)
+            if local is not None:
+                return local, _text(generation)
+        data = await self._cache.raw("get", entry_key)
+        self.bulk_reads += data is not None
+        entry = _decoded(data)
+        if entry is not None and _stamp(entry) == stamp:
+            await self._keep(entry_key, entry, stamp)
+            # the copy, not the decoded bytes: a large body is then in a memory file
+            entry = self._local.peek(entry_key, generation_key)[0] or entry
+        return entry, _text(generation)
 
     async def write(self, entry_key: str, entry: Entry, ttl: int) -> None:
         """See :meth:`Backend.write`."""
+        stamp = _stamp(entry)
         # Not aiocache's set(): it calls SETEX, which redis-py 8 deprecates in favour of SET EX.
-        await self._cache.raw("set", entry_key, encode(entry), ex=ttl)
+        # One transaction, so a reader never sees a stamp without its entry.
+        async with self._cache.client.pipeline(transaction=True) as pipe:
+            pipe.set(entry_key, encode(entry), ex=ttl)
+            pipe.set(_stamp_key(entry_key), stamp, ex=ttl)
+            await pipe.execute()
+        if self._local_on:
+            await self._keep(entry_key, entry, stamp)
+
+    async def _keep(self, entry_key: str, entry: Entry, stamp: str) -> None:
+        # The copy lives as long as the entry may be fresh; stale answers are read from Redis.
+        lifetime = max(1, int(min(entry.stale_at - time.time(), _LOCAL_MAX_SECONDS)) + 1)
+        await self._local.write(entry_key, entry, lifetime)
+        self._stamps[entry_key] = stamp
+        if len(self._stamps) > 4 * self._local.count:
+            self._stamps = {k: v for k, v in self._stamps.items() if self._local.holds(k)}
 
     async def bump(self, generation_keys: Sequence[str]) -> None:
         """See :meth:`Backend.bump`."""
@@ -290,8 +344,34 @@ def make_backend(settings: CacheSettings) -> Backend | None:
             password=password,
             timeout=settings.timeout,
             max_connections=settings.redis_max_connections,
+            local_max_bytes=settings.redis_local_max_bytes,
+            file_min_bytes=settings.memory_file_min_bytes,
         )
     return None
+
+
+def _stamp_key(entry_key: str) -> str:
+    return entry_key.replace(":entry:", ":stamp:", 1)
+
+
+def _stamp(entry: Entry) -> str:
+    """What tells two stored versions of one entry apart, in a few dozen bytes."""
+    return f"{entry.generation} {entry.generated_at!r} {entry.stale_at!r}"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return value if isinstance(value, str) else _INITIAL
+
+
+def _decoded(data: object) -> Entry | None:
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return decode(data)
+    except ValueError:
+        return None  # another format or a stray value: as if absent
 
 
 def _first_line(path: Path) -> str:

@@ -120,8 +120,14 @@ class CacheSettings(Section):
     #: memory: answers from this size up are kept in sealed memory files and sent with sendfile
     #: (one file descriptor each); 0 never does
     memory_file_min_bytes: int = Field(1 << 20, ge=0, le=1 << 40)
+    #: redis: bytes of recently read answers each process keeps a copy of, checked against a
+    #: small stamp in Redis on every hit instead of reading the whole answer again; 0: none
+    redis_local_max_bytes: int = Field(64 << 20, ge=0, le=1 << 40)
     #: seconds one cache operation may take before the cache counts as failing
     timeout: PositiveSeconds = 0.25
+    #: redis: seconds reading a whole answer may take (a large jobs list is megabytes); a stalled
+    #: connection still fails within ``timeout``, which bounds every socket read
+    read_timeout: PositiveSeconds = 10.0
     #: seconds a failing cache is left alone (requests go straight upstream) before a new try
     retry_interval: PositiveSeconds = 5.0
     #: redis: seconds a replica's lock on a miss lasts unless renewed; bounds the wait when the

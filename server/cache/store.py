@@ -145,6 +145,8 @@ class ResponseCache:
         )
         self._settings = settings
         self._keys = KeySpace(settings.key_prefix)
+        #: reads of whole entries may take longer than other operations (large answers)
+        self._read_timeout = max(settings.read_timeout, settings.timeout)
         #: longest a replica waits for another to fill an entry before calling upstream itself
         self._max_wait = max_wait
         self.stats = CacheStats()
@@ -201,7 +203,8 @@ class ResponseCache:
             try:
                 await self._flush_pending()
                 entry, generation = await self._call(
-                    lambda: self._backend.read(entry_key, self._keys.generation(group))
+                    lambda: self._backend.read(entry_key, self._keys.generation(group)),
+                    seconds=self._read_timeout,
                 )
             except _BackendDown:
                 return Lookup(material, group, entry_key, None, "", backend_ok=False)
@@ -330,7 +333,8 @@ class ResponseCache:
             )
             # Whether we hold the lock or not, someone may have stored the entry since lookup.
             entry, generation = await self._call(
-                lambda: self._backend.read(lookup.entry_key, self._keys.generation(lookup.group))
+                lambda: self._backend.read(lookup.entry_key, self._keys.generation(lookup.group)),
+                seconds=self._read_timeout,
             )
             now = time.time()
             usable = (
@@ -386,14 +390,17 @@ class ResponseCache:
             await self._call(lambda: self._backend.bump([self._keys.generation(g) for g in groups]))
             self._pending.difference_update(groups)
 
-    async def _call(self, operation: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run one backend operation within ``timeout``; any failure marks the backend down."""
+    async def _call(
+        self, operation: Callable[[], Coroutine[Any, Any, T]], *, seconds: float | None = None
+    ) -> T:
+        """Run one backend operation within ``seconds`` (default: the settings' ``timeout``);
+        any failure marks the backend down."""
         started = time.monotonic()
         if self._down_until and started < self._down_until:
             raise _BackendDown
         try:
             if self._backend.remote:
-                async with asyncio.timeout(self._settings.timeout):
+                async with asyncio.timeout(seconds or self._settings.timeout):
                     result = await operation()
             else:  # memory: never waits, and a timeout per call is a tenth of a cache hit
                 result = await operation()

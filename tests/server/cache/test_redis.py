@@ -154,3 +154,73 @@ async def test_redis_killed_and_restarted(redis_server: RedisServer) -> None:
     await through(cache, upstream.fetch)
     assert upstream.calls == 7  # caching resumed
     await cache.close()
+
+
+async def test_a_replica_reads_a_whole_entry_only_when_it_changed(
+    redis_server: RedisServer,
+) -> None:
+    settings = CacheSettings.model_validate(
+        {"backend": "redis", "redis_url": redis_server.url, "memory_file_min_bytes": 1 << 20}
+    )
+    writer = ResponseCache(backend(redis_server), settings, max_wait=5.0)
+    reader_backend = backend(redis_server)
+    reader = ResponseCache(reader_backend, settings, max_wait=5.0)
+    big = Answer(
+        200, "OK", JSON, b'{"jobs": [' + b'{"job_id": 1},' * 200_000 + b'{}], "errors": []}'
+    )
+
+    async def fetch() -> Answer:
+        return big
+
+    try:
+        assert await through(writer, fetch) == big
+        for _ in range(5):
+            assert await through(reader, fetch) == big
+        assert reader_backend.bulk_reads == 1  # then a stamp of a few dozen bytes per hit
+        lookup = await reader.lookup("/slurm/v0.0.45/nodes", "nodes")
+        assert lookup.entry is not None
+        assert lookup.entry.file is not None  # a large local copy is sent with sendfile
+        # Another replica refreshes the entry: the stamp changes, the next read takes it whole.
+        stale = await writer.lookup("/slurm/v0.0.45/nodes", "nodes")
+        await writer.fill(stale, fetch, bounds=BOUNDS, user="alice", refresh=True)
+        again = await reader.lookup("/slurm/v0.0.45/nodes", "nodes")
+        assert again.entry is not None
+        assert again.entry.generated_at > lookup.entry.generated_at
+        assert reader_backend.bulk_reads == 2
+        # An invalidation by another replica is seen at once, local copy or not.
+        await writer.invalidate(["nodes"])
+        after = await reader.lookup("/slurm/v0.0.45/nodes", "nodes")
+        assert after.fresh(time.time()) is None
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_stalled_redis_fails_a_read_within_timeout_not_read_timeout() -> None:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept_and_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.read(1 << 16)  # then never answers
+
+    server = await asyncio.start_server(accept_and_stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = CacheSettings.model_validate(
+        {"backend": "redis", "redis_url": url, "timeout": 0.2, "read_timeout": 30}
+    )
+    cache = ResponseCache(
+        RedisBackend(url, username=None, password=None, timeout=0.2), settings, max_wait=5.0
+    )
+    try:
+        started = time.monotonic()
+        lookup = await cache.lookup("/slurm/v0.0.45/nodes", "nodes")
+        assert not lookup.backend_ok
+        assert time.monotonic() - started < 5  # the socket timeout, far below read_timeout
+        assert not cache.available
+    finally:
+        await cache.close()
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()

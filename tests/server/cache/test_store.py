@@ -228,7 +228,9 @@ async def test_upstream_failure_reaches_waiters_and_is_not_stored() -> None:
 @pytest.mark.parametrize("mode", ["fail", "hang"])
 async def test_failing_backend_degrades_to_no_cache_and_recovers(mode: str) -> None:
     backend = FlakyBackend()
-    cache = make_cache(backend, timeout=0.05, retry_interval=0.2)
+    # Entry reads have their own bound (large answers); a real Redis also fails a stalled read
+    # within ``timeout`` through its socket timeout (test_redis.py).
+    cache = make_cache(backend, timeout=0.05, read_timeout=0.05, retry_interval=0.2)
     upstream = Upstream(held=True)
     backend.mode = mode
     calls = [asyncio.create_task(request(cache, upstream)) for _ in range(20)]
