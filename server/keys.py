@@ -90,7 +90,8 @@ ENDPOINT: web.RequestKey[Endpoint] = web.RequestKey("endpoint")
 #: the request id: the client's X-Request-ID when it is a short safe token, else a new one
 #: (set by observe, returned in X-Request-ID on every answer)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
-#: "allow" or "deny" (set by authorize), "unauthenticated" or "public" (set by authenticate);
+#: "allow" or "deny" (set by authorize), "unauthenticated" or "public" (set by authenticate),
+#: "limited" (a rate limit refused it: set by limit);
 #: absent when no step decided (a request that matched nothing)
 DECISION: web.RequestKey[str] = web.RequestKey("decision")
 #: what the cache step did: "HIT", "MISS", "STALE" or "BYPASS", as in X-Cache (set by cache);

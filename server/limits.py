@@ -50,6 +50,9 @@ log = logging.getLogger("slurmgate.limits")
 SWEEP_INTERVAL = 10.0
 #: Least seconds between two sweeps forced by a full table (a sweep is O(table)).
 _FULL_SWEEP_INTERVAL = 1.0
+#: Seconds of float rounding forgiven: a client exactly at its rate must not be refused because
+#: now + interval - now is a few ulps more than interval (clocks count in 1e5..1e7 seconds).
+_SLACK = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class RateLimiter:
                 return _FULL_SWEEP_INTERVAL
             tat = now
         tat += limit.interval
-        if tat - now > limit.span:
+        if tat - now > limit.span + _SLACK:
             self.refused += 1
             return tat - now - limit.span
         tats[key] = tat

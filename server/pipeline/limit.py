@@ -15,7 +15,8 @@ wherever the pipeline calls its steps:
   valid credentials never touch the address's bucket: users behind one NAT do not share a limit
   because one of them sends garbage.
 
-A request that matched nothing (404, 405) is not counted: it never reaches these steps.
+A request that matched nothing (404, 405) is not counted. A refusal records
+``request[DECISION] = "limited"`` for the access log and the metrics.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.server.errors import TooManyRequests, Unauthenticated
-from slurmgate.server.keys import IDENTITY, RATE_LIMITS
+from slurmgate.server.keys import DECISION, IDENTITY, RATE_LIMITS
 from slurmgate.server.limits import Rate
 
 __all__ = ["check_caller", "check_refusal", "limit_callers", "limit_refusals"]
 
 
-def _refuse(who: str, wait: float, limit: Rate) -> TooManyRequests:
+def _refuse(request: web.Request, who: str, wait: float, limit: Rate) -> TooManyRequests:
+    request[DECISION] = "limited"
     return TooManyRequests(
         f"{who} is over its rate limit of {limit.rate:g} requests per second "
         f"(bursts of {limit.burst}); try again in {wait:.3g} s",
@@ -50,11 +52,11 @@ def check_caller(request: web.Request) -> None:
     if identity is not None:
         over = limits.caller(identity, time.monotonic())
         if over is not None:
-            raise _refuse(identity.name, *over)
+            raise _refuse(request, identity.name, *over)
         return
     over = limits.anonymous(request.remote, time.monotonic())
     if over is not None:
-        raise _refuse(f"{request.remote or 'this source'} (without credentials)", *over)
+        raise _refuse(request, f"{request.remote or 'this source'} (without credentials)", *over)
 
 
 def check_refusal(request: web.Request, refusal: Unauthenticated) -> None:
@@ -62,6 +64,7 @@ def check_refusal(request: web.Request, refusal: Unauthenticated) -> None:
     over = request.app[RATE_LIMITS].anonymous(request.remote, time.monotonic())
     if over is not None:
         wait, limit = over
+        request[DECISION] = "limited"
         raise TooManyRequests(
             f"{refusal.description}; and {request.remote or 'this source'} is over its rate "
             f"limit for requests without valid credentials ({limit.rate:g} per second)",
