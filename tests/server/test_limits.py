@@ -125,7 +125,9 @@ def test_callers_tokens_by_name_munge_by_user_anonymous_by_source() -> None:
     assert limits.caller(token("ci"), 0.0) is None
     refused = limits.caller(token("ci"), 0.0)
     assert refused is not None
-    assert refused == (pytest.approx(1.0), Rate(1.0, 1))
+    wait, limit = refused
+    assert wait == pytest.approx(1.0)
+    assert limit == Rate(1.0, 1)
     # another token of the same user: its own bucket
     assert limits.caller(token("laptop"), 0.0) is None
     # an own limit in the entry
