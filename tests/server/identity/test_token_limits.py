@@ -80,6 +80,7 @@ def test_create_with_a_rate_and_list_it(tmp_path: Path) -> None:
         None,
     )
     status, out = run("token", "list", "--json", "--tokens-file", str(path))
+    assert status == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["rate"], r["burst"]) for r in rows] == [(0.5, 5), ("inf", None), (None, None)]
 
