@@ -92,6 +92,8 @@ class UpstreamSettings(Section):
     max_response_bytes: int = Field(256 << 20, ge=1 << 16, le=1 << 34)
     #: calls to slurmrestd under way at once, for every purpose but /health's pings
     max_concurrency: int = Field(32, ge=1, le=4096)
+    #: slots one Slurm user may hold at once; beyond, its calls wait
+    max_concurrency_per_caller: int = Field(16, ge=1, le=4096)
     #: calls waiting for one of those slots; beyond, 503
     max_queue: int = Field(256, ge=0, le=1 << 20)
     #: places in that queue one Slurm user may hold; beyond, 503

@@ -3,7 +3,8 @@
 Reloaded from the configuration file (:data:`RELOADABLE`): the group and network rules
 (``[[authorization.require]]``), the rate limits (``limits.rate``, ``burst``, ``anonymous_*``,
 ``max_tracked``, ``auth.munge.rate`` and ``burst``), the upstream gate's bounds
-(``upstream.max_concurrency``, ``max_queue``, ``max_queue_per_caller``, ``queue_timeout``) and
+(``upstream.max_concurrency``, ``max_concurrency_per_caller``, ``max_queue``,
+``max_queue_per_caller``, ``queue_timeout``) and
 ``log_level``. They live in objects the pipeline reads on every request (``app[RATE_LIMITS]``,
 ``app[UPSTREAM_GATE]``, ``app[REQUIREMENTS]``), each replaced or reconfigured without an await,
 so a request sees the old policy or the new one, never a mix. Everything else (listen address,
@@ -57,6 +58,7 @@ RELOADABLE = (
     "auth.munge.rate",
     "auth.munge.burst",
     "upstream.max_concurrency",
+    "upstream.max_concurrency_per_caller",
     "upstream.max_queue",
     "upstream.max_queue_per_caller",
     "upstream.queue_timeout",
@@ -76,6 +78,7 @@ def make_gate(settings: Settings) -> UpstreamGate:
     up = settings.upstream
     return UpstreamGate(
         max_concurrency=up.max_concurrency,
+        max_concurrency_per_caller=up.max_concurrency_per_caller,
         max_queue=up.max_queue,
         max_queue_per_caller=up.max_queue_per_caller,
         queue_timeout=up.queue_timeout,
@@ -101,6 +104,7 @@ def apply_policies(app: web.Application, settings: Settings) -> None:
     up = settings.upstream
     app[UPSTREAM_GATE].configure(
         max_concurrency=up.max_concurrency,
+        max_concurrency_per_caller=up.max_concurrency_per_caller,
         max_queue=up.max_queue,
         max_queue_per_caller=up.max_queue_per_caller,
         queue_timeout=up.queue_timeout,

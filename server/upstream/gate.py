@@ -2,10 +2,11 @@
 
 Every upstream call (forwarded requests, and so cache fills; account lookups; the discovery of
 API versions) takes a slot in :func:`~.acting.send_as` for as long as it runs. Beyond
-``max_concurrency`` calls, callers wait in a queue of at most ``max_queue``; one Slurm user may
-hold at most ``max_queue_per_caller`` places in it, and slots are handed out round-robin between
-the users waiting (first come, first served within one user), so a user sending a burst of
-misses cannot push everybody else out. A caller refused a place, or still waiting after
+``max_concurrency`` calls, or ``max_concurrency_per_caller`` calls of one Slurm user, callers
+wait in a queue of at most ``max_queue``; one user may hold at most ``max_queue_per_caller``
+places in it, and slots are handed out round-robin between the users waiting (first come, first
+served within one user), so a user sending a burst of misses, or slow requests, cannot push
+everybody else out. A caller refused a place, or still waiting after
 ``queue_timeout`` seconds, gets :class:`~slurmgate.server.errors.UpstreamBusy` (503, with a
 ``Retry-After`` estimating when the queue will have drained).
 
@@ -42,18 +43,22 @@ class UpstreamGate:
         max_queue: int,
         max_queue_per_caller: int,
         queue_timeout: float,
+        max_concurrency_per_caller: int | None = None,
     ) -> None:
         self.configure(
             max_concurrency=max_concurrency,
             max_queue=max_queue,
             max_queue_per_caller=max_queue_per_caller,
             queue_timeout=queue_timeout,
+            max_concurrency_per_caller=max_concurrency_per_caller,
         )
         #: calls holding a slot (guarded by the event loop: changed only without an await between
         #: the check and the change)
         self.in_flight = 0
         #: callers waiting, over every user
         self.queued = 0
+        # user -> slots it holds; users at 0 are removed (same guard as in_flight)
+        self._holding: dict[str, int] = {}
         #: refusals: the queue was full, the user's share of it was, the wait timed out
         self.rejected_full = 0
         self.rejected_caller = 0
@@ -72,9 +77,14 @@ class UpstreamGate:
         max_queue: int,
         max_queue_per_caller: int,
         queue_timeout: float,
+        max_concurrency_per_caller: int | None = None,
     ) -> None:
-        """Set the bounds (at start, and on SIGHUP); more room lets waiters in at once."""
+        """Set the bounds (at start, and on SIGHUP); more room lets waiters in at once.
+
+        ``max_concurrency_per_caller`` None: as many as ``max_concurrency``.
+        """
         self.max_concurrency = max_concurrency
+        self.max_concurrency_per_caller = max_concurrency_per_caller or max_concurrency
         self.max_queue = max_queue
         self.max_queue_per_caller = max_queue_per_caller
         self.queue_timeout = queue_timeout
@@ -92,7 +102,7 @@ class UpstreamGate:
         finally:
             held = loop.time() - started
             self._mean_hold += _SMOOTHING * (held - self._mean_hold)
-            self.release()
+            self.release(caller)
 
     def retry_after(self) -> float:
         """Seconds until the queue as it is now should have drained (1 to 60)."""
@@ -102,8 +112,13 @@ class UpstreamGate:
 
     async def acquire(self, caller: str) -> None:
         """Take a slot, waiting in the queue if need be; release it with :meth:`release`."""
-        if self.in_flight < self.max_concurrency and not self._waiting:
-            self.in_flight += 1
+        # Whenever a slot is free, no waiter could take it (_dispatch ran after every change):
+        # a newcomer within its own share takes it without jumping anyone's turn.
+        if (
+            self.in_flight < self.max_concurrency
+            and self._holding.get(caller, 0) < self.max_concurrency_per_caller
+        ):
+            self._grant(caller)
             return
         if self.queued >= self.max_queue:
             self.rejected_full += 1
@@ -145,15 +160,24 @@ class UpstreamGate:
             # Cancelled (the client went away, the gateway stops): a slot given meanwhile is
             # passed on, never lost.
             if waiter.done() and not waiter.cancelled():
-                self.release()
+                self.release(caller)
             else:
                 self._forget(caller, waiter)
             raise
 
-    def release(self) -> None:
-        """Give a slot back; the next waiter (round-robin between users) gets it."""
+    def release(self, caller: str) -> None:
+        """Give ``caller``'s slot back; the next waiter (round-robin between users) gets it."""
         self.in_flight -= 1
+        left = self._holding[caller] - 1
+        if left:
+            self._holding[caller] = left
+        else:
+            del self._holding[caller]
         self._dispatch()
+
+    def _grant(self, caller: str) -> None:
+        self.in_flight += 1
+        self._holding[caller] = self._holding.get(caller, 0) + 1
 
     def _forget(self, caller: str, waiter: asyncio.Future[None]) -> None:
         """Remove a waiter that gave up, unless _dispatch already dropped it."""
@@ -166,8 +190,12 @@ class UpstreamGate:
             del self._waiting[caller]
 
     def _dispatch(self) -> None:
-        while self.in_flight < self.max_concurrency and self._waiting:
-            caller = next(iter(self._waiting))
+        while self.in_flight < self.max_concurrency:
+            # the first user in the round below its own share (callers at it keep their turn)
+            share = self.max_concurrency_per_caller
+            caller = next((c for c in self._waiting if self._holding.get(c, 0) < share), None)
+            if caller is None:
+                return
             waiters = self._waiting.pop(caller)
             waiter = waiters.popleft()
             self.queued -= 1
@@ -176,4 +204,4 @@ class UpstreamGate:
             if waiter.cancelled():
                 continue
             waiter.set_result(None)
-            self.in_flight += 1
+            self._grant(caller)

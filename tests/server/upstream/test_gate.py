@@ -155,7 +155,7 @@ async def test_a_slot_given_to_a_waiter_being_cancelled_is_passed_on() -> None:
     await settle()
     assert calls.gate.queued == 2
     # the slot goes to b (its future gets a result), and b is cancelled before it resumes
-    calls.gate.release()
+    calls.gate.release("a")
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
@@ -176,3 +176,27 @@ async def test_more_room_lets_waiters_in_at_once() -> None:
     assert calls.gate.queued == 1
     calls.release.set()
     await asyncio.gather(*tasks)
+
+
+async def test_one_caller_cannot_hold_every_slot() -> None:
+    calls = Calls(
+        UpstreamGate(
+            max_concurrency=3,
+            max_concurrency_per_caller=2,
+            max_queue=10,
+            max_queue_per_caller=10,
+            queue_timeout=5,
+        )
+    )
+    slow = [asyncio.create_task(calls.call("slow")) for _ in range(4)]
+    await calls.until(lambda: calls.running == 2)
+    await settle()
+    # a slot is free, but not for "slow": it waits while another caller goes ahead at once
+    assert (calls.gate.in_flight, calls.gate.queued) == (2, 2)
+    other = asyncio.create_task(calls.call("other"))
+    await calls.until(lambda: calls.running == 3)
+    assert calls.order == ["slow", "slow", "other"]
+    calls.release.set()
+    await asyncio.gather(*slow, other)
+    assert calls.peak == 3
+    assert (calls.gate.in_flight, calls.gate.queued) == (0, 0)
