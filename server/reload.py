@@ -199,8 +199,16 @@ class Reloader:
 
     def start(self) -> None:
         """Reload on every SIGHUP until :meth:`stop`."""
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
-        self._sighup = True
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError, ValueError) as error:
+            # Not the main thread, or no signals here: serve anyway, the tokens file's watcher
+            # still reloads it; only the configuration's policies need a restart then.
+            log.warning(
+                "SIGHUP cannot reload here (%s): configuration changes need a restart", error
+            )
+        else:
+            self._sighup = True
         self._task = asyncio.create_task(self._run(), name="slurmgate reload")
 
     def _on_sighup(self) -> None:
