@@ -4,12 +4,13 @@ Reloaded from the configuration file (:data:`RELOADABLE`): the group and network
 (``[[authorization.require]]``), the rate limits (``limits.rate``, ``burst``, ``anonymous_*``,
 ``max_tracked``, ``auth.munge.rate`` and ``burst``), the upstream gate's bounds
 (``upstream.max_concurrency``, ``max_concurrency_per_caller``, ``max_queue``,
-``max_queue_per_caller``, ``queue_timeout``) and ``log_level``. They live in objects the pipeline reads on every request (``app[RATE_LIMITS]``,
-``app[UPSTREAM_GATE]``, ``app[REQUIREMENTS]``), each replaced or reconfigured without an await,
-so a request sees the old policy or the new one, never a mix. Everything else (listen address,
-transport, SlurmUser token source, the cache, MUNGE's scopes and accounts, health, versions,
-body size) is built into connections, processes or routes at start and needs a restart: a reload
-that finds such a key changed keeps its old value and logs a warning naming it.
+``max_queue_per_caller``, ``queue_timeout``) and ``log_level``. They live in objects the
+pipeline reads on every request (``app[RATE_LIMITS]``, ``app[UPSTREAM_GATE]``,
+``app[REQUIREMENTS]``), each replaced or reconfigured without an await, so a request sees the
+old policy or the new one, never a mix. Everything else (listen address, transport, SlurmUser
+token source, the cache, MUNGE's scopes and accounts, health, versions, body size) is built into
+connections, processes or routes at start and needs a restart: a reload that finds such a key
+changed keeps its old value and logs a warning naming it.
 
 Fail closed, but not to nothing: a configuration file that cannot be read or is not valid keeps
 every policy as it was and logs each problem at ``error``; the tokens file is reloaded on its
