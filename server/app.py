@@ -5,7 +5,9 @@ Request pipeline (outermost first)::
     observe              request id, metrics, access log line (server/pipeline/observe.py)
     error_middleware     every error -> slurmrestd's envelope (server/errors.py)
     route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
+    limit_refusals       a 401 counts against its source's rate limit: 429 once over (limit.py)
     authenticate         credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py)
+    limit_callers        each request counts against its caller's rate limit, or 429 (limit.py)
     authorize            scope, group and network requirements, accounts, or 403 (authorize.py)
     cache                reads from the response cache; writes invalidate it (pipeline/cache.py)
     forward              act for the caller upstream, pass the answer through (pipeline/upstream.py)
@@ -16,16 +18,24 @@ its real status, and gets the ``X-Request-ID`` header like any other answer. Ins
 exceptions instead and have to guess their statuses. Only a client going away (499 in the log)
 and aiohttp's own parser errors, answered before any middleware runs, escape it.
 
+Rate limits come before authorization and the cache on purpose: a refused request and a cache
+hit are requests too (docs/operations.md, Limits).
+
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
 watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), the
 response cache (and its Redis connections), the discovery of the API versions the upstream
-serves, and the health checks. The Prometheus registry (``app[METRICS]``) is the app's own,
-made here: it holds no resource, and its collectors read the cache and the token when scraped.
+serves, the health checks, and the SIGHUP reloader (server/reload.py). Made here, holding no
+resource: the Prometheus registry (``app[METRICS]``, whose collectors read the cache, the token,
+the gate and the limits when scraped), the rate limits (``app[RATE_LIMITS]``), the cap on
+upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``) and the group and network rules
+(``app[REQUIREMENTS]``, a list the reloader refills in place).
 """
 
 from __future__ import annotations
 
+import logging
 from functools import partial
+from pathlib import Path
 
 from aiohttp import web
 
@@ -36,26 +46,41 @@ from slurmgate.server.errors import error_middleware
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
 from slurmgate.server.identity.tokens import tokens_ctx
-from slurmgate.server.keys import CACHE, METRICS, SETTINGS, SLURM_USER_TOKEN, UPSTREAM_VERSIONS
+from slurmgate.server.keys import (
+    CACHE,
+    CONFIG_FILE,
+    METRICS,
+    RATE_LIMITS,
+    REQUIREMENTS,
+    SETTINGS,
+    SLURM_USER_TOKEN,
+    UPSTREAM_GATE,
+    UPSTREAM_VERSIONS,
+)
 from slurmgate.server.metrics import Metrics
 from slurmgate.server.pipeline.authenticate import authenticate
 from slurmgate.server.pipeline.authorize import authorize
 from slurmgate.server.pipeline.cache import cache, cache_ctx
+from slurmgate.server.pipeline.limit import limit_callers, limit_refusals
 from slurmgate.server.pipeline.observe import observe
 from slurmgate.server.pipeline.upstream import forward
+from slurmgate.server.reload import make_gate, make_limits, reload_ctx
 from slurmgate.server.routing import add_api_routes, add_endpoint, route_middleware, versions_ctx
 from slurmgate.server.upstream import slurm_user_token_ctx, transport_ctx
 
 __all__ = ["build_app"]
+
+log = logging.getLogger("slurmgate.server")
 
 
 def _served(request: web.Request) -> tuple[str, ...]:
     return request.app[UPSTREAM_VERSIONS]
 
 
-def build_app(settings: Settings) -> web.Application:
-    """The gateway's aiohttp application for ``settings``."""
+def build_app(settings: Settings, *, config_file: Path | None = None) -> web.Application:
+    """The gateway's aiohttp application for ``settings``; SIGHUP re-reads ``config_file``."""
     authorization = settings.authorization
+    requirements = list(authorization.requirements())
     groups = GroupCache(
         partial(
             user_groups,
@@ -69,17 +94,25 @@ def build_app(settings: Settings) -> web.Application:
             observe(),
             error_middleware(supported=_served),
             route_middleware(),
+            limit_refusals(),
             authenticate(),
-            authorize(requirements=authorization.requirements(), groups=groups.groups),
+            limit_callers(),
+            authorize(requirements=requirements, groups=groups.groups),
             cache(),
         ],
         client_max_size=settings.limits.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[CONFIG_FILE] = config_file
+    app[REQUIREMENTS] = requirements
+    app[RATE_LIMITS] = make_limits(settings)
+    app[UPSTREAM_GATE] = make_gate(settings)
     app[METRICS] = Metrics(
         cache=lambda: app.get(CACHE),
         cache_backend=settings.cache.backend,
         token=lambda: app.get(SLURM_USER_TOKEN),
+        gate=lambda: app.get(UPSTREAM_GATE),
+        limits=lambda: app.get(RATE_LIMITS),
     )
     app.cleanup_ctx.extend(
         [
@@ -90,6 +123,7 @@ def build_app(settings: Settings) -> web.Application:
             cache_ctx,
             versions_ctx,
             health_ctx,
+            reload_ctx,
         ]
     )
     # The gateway's own endpoints; their scopes come from policies/scopes.toml.
@@ -117,4 +151,14 @@ def build_app(settings: Settings) -> web.Application:
         app, "/metrics", metrics.metrics, operation_id="slurmgate_get_metrics", access="token"
     )
     add_api_routes(app, forward)
+    app.on_shutdown.append(_stopping)
     return app
+
+
+async def _stopping(app: web.Application) -> None:
+    # aiohttp has closed the listening sockets; it now waits for the requests under way.
+    log.info(
+        "stopping: no new connections; requests under way have %g s to finish "
+        "(listen.shutdown_timeout), then upstream connections and the cache are closed",
+        app[SETTINGS].listen.shutdown_timeout,
+    )

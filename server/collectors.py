@@ -1,6 +1,7 @@
-"""Prometheus collectors read when ``/metrics`` is scraped: the response cache and the SlurmUser
-token. They export what those objects already keep (:class:`~.cache.store.CacheStats`, the token's
-times), so nothing is counted twice and the hot path pays nothing for these metrics.
+"""Prometheus collectors read when ``/metrics`` is scraped: the response cache, the SlurmUser
+token, the upstream gate and the rate limits. They export what those objects already keep
+(:class:`~.cache.store.CacheStats`, the token's times, the gate's and limiters' counters), so
+nothing is counted twice and the hot path pays nothing for these metrics.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
+    from slurmgate.server.limits import RateLimits
+    from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
 
-__all__ = ["CacheCollector", "TokenCollector"]
+__all__ = ["CacheCollector", "LimitsCollector", "TokenCollector"]
 
 #: CacheStats field -> (metric name without _total, help); requests by outcome are apart.
 _CACHE_COUNTERS = (
@@ -128,3 +131,67 @@ _TOKEN_GAUGES = (
     "slurmgate_slurm_user_token_age_seconds",
     "slurmgate_slurm_user_token_expires_in_seconds",
 )
+
+
+class LimitsCollector:
+    """The upstream gate (slots in use, queue, refusals) and the rate limits (refusals, buckets)."""
+
+    def __init__(
+        self,
+        gate: Callable[[], UpstreamGate | None],
+        limits: Callable[[], RateLimits | None],
+    ) -> None:
+        self._gate = gate
+        self._limits = limits
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric names, without reading the gate or the limits."""
+        yield GaugeMetricFamily("slurmgate_upstream_in_flight", "")
+        yield GaugeMetricFamily("slurmgate_upstream_queued", "")
+        yield CounterMetricFamily("slurmgate_upstream_rejected", "", labels=["reason"])
+        yield CounterMetricFamily("slurmgate_rate_limited", "", labels=["kind"])
+        yield GaugeMetricFamily("slurmgate_rate_limit_buckets", "", labels=["kind"])
+
+    def collect(self) -> Iterator[Metric]:
+        """The current values."""
+        gate = self._gate()
+        if gate is not None:
+            yield GaugeMetricFamily(
+                "slurmgate_upstream_in_flight",
+                "Calls to slurmrestd holding one of upstream.max_concurrency slots",
+                value=gate.in_flight,
+            )
+            yield GaugeMetricFamily(
+                "slurmgate_upstream_queued",
+                "Calls to slurmrestd waiting for a slot",
+                value=gate.queued,
+            )
+            rejected = CounterMetricFamily(
+                "slurmgate_upstream_rejected",
+                "Calls to slurmrestd refused with 503: queue_full (upstream.max_queue), "
+                "caller_share (upstream.max_queue_per_caller), queue_timeout",
+                labels=["reason"],
+            )
+            rejected.add_metric(["queue_full"], gate.rejected_full)
+            rejected.add_metric(["caller_share"], gate.rejected_caller)
+            rejected.add_metric(["queue_timeout"], gate.rejected_timeout)
+            yield rejected
+        limits = self._limits()
+        if limits is not None:
+            tables = (("caller", limits.callers), ("anonymous", limits.anonymous_buckets))
+            refused = CounterMetricFamily(
+                "slurmgate_rate_limited",
+                "Requests refused with 429: caller (a token or a MUNGE user), anonymous (no "
+                "valid credentials, per source address)",
+                labels=["kind"],
+            )
+            buckets = GaugeMetricFamily(
+                "slurmgate_rate_limit_buckets",
+                "Callers whose rate-limit bucket is not full (bounded by limits.max_tracked)",
+                labels=["kind"],
+            )
+            for kind, table in tables:
+                refused.add_metric([kind], table.refused)
+                buckets.add_metric([kind], len(table))
+            yield refused
+            yield buckets

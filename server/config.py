@@ -66,6 +66,8 @@ class ListenSettings(Section):
 
     host: Text = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    #: seconds requests under way may take to finish after SIGTERM/SIGINT, before they are cut
+    shutdown_timeout: float = Field(30.0, ge=0, le=3600)
 
 
 class UpstreamSettings(Section):
@@ -88,6 +90,16 @@ class UpstreamSettings(Section):
     max_processes: int = Field(16, ge=1, le=1024)
     #: largest answer taken from slurmrestd, in bytes; a larger one gets 502
     max_response_bytes: int = Field(256 << 20, ge=1 << 16, le=1 << 34)
+    #: calls to slurmrestd under way at once, for every purpose but /health's pings
+    max_concurrency: int = Field(32, ge=1, le=4096)
+    #: slots one Slurm user may hold at once; beyond, its calls wait
+    max_concurrency_per_caller: int = Field(16, ge=1, le=4096)
+    #: calls waiting for one of those slots; beyond, 503
+    max_queue: int = Field(256, ge=0, le=1 << 20)
+    #: places in that queue one Slurm user may hold; beyond, 503
+    max_queue_per_caller: int = Field(64, ge=0, le=1 << 20)
+    #: seconds a call may wait for a slot; then 503
+    queue_timeout: float = Field(10.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _transport_has_its_target(self) -> UpstreamSettings:
@@ -155,6 +167,10 @@ class MungeSettings(Section):
     #: users MUNGE may not act as: root and SlurmUser are Slurm administrators, and any node's
     #: root can make credentials; give them bearer tokens instead
     deny_users: Texts = ("root", "slurm")
+    #: requests per second of each MUNGE user (inf: no limit); None: limits.rate
+    rate: float | None = Field(None, gt=0)
+    #: requests at once of each MUNGE user; None: limits.burst, or one second's worth of rate
+    burst: int | None = Field(None, ge=1, le=1 << 20)
 
 
 class AuthSettings(Section):
@@ -261,10 +277,20 @@ class AuthorizationSettings(Section):
 
 
 class LimitsSettings(Section):
-    """Limits on what clients may send."""
+    """Limits on what clients may send, and how often (server/limits.py)."""
 
     #: largest request body accepted, in bytes; larger gets 413
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
+    #: requests per second of each token (and MUNGE user) by default (inf: none); None: no limit
+    rate: float | None = Field(None, gt=0)
+    #: requests at once; None: one second's worth of rate
+    burst: int | None = Field(None, ge=1, le=1 << 20)
+    #: requests per second without valid credentials, per source address (IPv6: per /64)
+    anonymous_rate: float | None = Field(None, gt=0)
+    #: requests at once without valid credentials, per source; None: one second's worth
+    anonymous_burst: int | None = Field(None, ge=1, le=1 << 20)
+    #: callers (tokens, MUNGE users; sources) with buckets in use kept at most, each
+    max_tracked: int = Field(100_000, ge=100, le=10_000_000)
 
 
 class HealthSettings(Section):

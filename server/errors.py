@@ -9,9 +9,11 @@
     │   ├── Forbidden               403  an identity without permission
     │   ├── NotFound                404  unknown API version or path
     │   ├── MethodNotAllowed        405  known path, other method (adds Allow)
-    │   └── PayloadTooLarge         413  body over the configured limit
+    │   ├── PayloadTooLarge         413  body over the configured limit
+    │   └── TooManyRequests         429  the caller's rate limit (adds Retry-After)
     └── UpstreamError               5xx: slurmrestd could not answer
         ├── UpstreamUnavailable     502  connection refused or broken, bad HTTP
+        ├── UpstreamBusy            503  the upstream queue is full or too slow (adds Retry-After)
         └── UpstreamTimeout         504  no answer within the configured time
     ConfigError                     start-up only: the configuration is wrong (never HTTP)
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
@@ -37,12 +40,15 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "SlurmgateError",
+    "TooManyRequests",
     "Unauthenticated",
+    "UpstreamBusy",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "envelope",
     "error_middleware",
+    "retry_seconds",
     "to_response",
 ]
 
@@ -131,6 +137,18 @@ class PayloadTooLarge(ClientError):
     error = "Request body too large"
 
 
+class TooManyRequests(ClientError):
+    """The caller is over its rate limit (429); ``retry_after`` seconds, rounded up, in a header."""
+
+    status = 429
+    error = "Rate limit exceeded"
+
+    def __init__(self, description: str, *, retry_after: float, source: str = "slurmgate") -> None:
+        super().__init__(
+            description, source=source, headers={"Retry-After": str(retry_seconds(retry_after))}
+        )
+
+
 class UpstreamError(SlurmgateError):
     """slurmrestd could not answer (5xx)."""
 
@@ -140,6 +158,21 @@ class UpstreamError(SlurmgateError):
 
 class UpstreamUnavailable(UpstreamError):
     """Connection refused or broken, or an answer that is not HTTP (502)."""
+
+
+class UpstreamBusy(UpstreamError):
+    """The gateway's cap on calls to slurmrestd: the queue is full or the wait too long (503).
+
+    An :class:`UpstreamError`, so that a cached answer may stand in for it (stale-if-error).
+    """
+
+    status = 503
+    error = "Upstream slurmrestd busy"
+
+    def __init__(self, description: str, *, retry_after: float, source: str = "slurmgate") -> None:
+        super().__init__(
+            description, source=source, headers={"Retry-After": str(retry_seconds(retry_after))}
+        )
 
 
 class UpstreamTimeout(UpstreamError):
@@ -155,6 +188,12 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+
+
+def retry_seconds(seconds: float) -> int:
+    """A ``Retry-After`` value: whole seconds, rounded up, at least 1 (0 would invite a retry
+    storm at once)."""
+    return max(1, math.ceil(seconds))
 
 
 def envelope(

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from slurmgate.policies.requirements import Requirement
     from slurmgate.policies.routing import Route
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
@@ -14,27 +17,35 @@ if TYPE_CHECKING:
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier
     from slurmgate.server.identity.tokens import TokenStore
+    from slurmgate.server.limits import RateLimits
     from slurmgate.server.metrics import Metrics
+    from slurmgate.server.reload import Reloader
     from slurmgate.server.routing import Endpoint
+    from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
     from slurmgate.server.upstream.transport import Transport
 
 __all__ = [
     "CACHE",
     "CACHE_STATE",
+    "CONFIG_FILE",
     "DECISION",
     "ENDPOINT",
     "HEALTH",
     "IDENTITY",
     "METRICS",
     "MUNGE",
+    "RATE_LIMITS",
+    "RELOADER",
     "REQUEST_ID",
+    "REQUIREMENTS",
     "ROUTE",
     "SETTINGS",
     "SLURM_USER_TOKEN",
     "TARGET",
     "TOKENS",
     "TRANSPORT",
+    "UPSTREAM_GATE",
     "UPSTREAM_SECONDS",
     "UPSTREAM_STATUS",
     "UPSTREAM_VERSIONS",
@@ -54,6 +65,18 @@ UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 #: the health checks and their last report (set by health_ctx)
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
+#: the configuration file the settings came from, re-read on SIGHUP; None: settings made in code
+#: (set in build_app)
+CONFIG_FILE: web.AppKey[Path | None] = web.AppKey("config_file")
+#: reloads the tokens file and the configuration on SIGHUP (set by reload_ctx)
+RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
+#: the rate limits and their buckets (set in build_app; SIGHUP reconfigures them)
+RATE_LIMITS: web.AppKey[RateLimits] = web.AppKey("rate_limits")
+#: the cap on calls to slurmrestd under way, and its queue (set in build_app)
+UPSTREAM_GATE: web.AppKey[UpstreamGate] = web.AppKey("upstream_gate")
+#: the group and network rules of [[authorization.require]] in force: a list whose contents
+#: SIGHUP replaces in place (set in build_app, read by the authorize step)
+REQUIREMENTS: web.AppKey[list[Requirement]] = web.AppKey("requirements")
 
 # --- per request (set by pipeline steps, read by later ones) ---
 #: the routing-table row of the matched operation (set by routing)
@@ -67,7 +90,8 @@ ENDPOINT: web.RequestKey[Endpoint] = web.RequestKey("endpoint")
 #: the request id: the client's X-Request-ID when it is a short safe token, else a new one
 #: (set by observe, returned in X-Request-ID on every answer)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
-#: "allow" or "deny" (set by authorize), "unauthenticated" or "public" (set by authenticate);
+#: "allow" or "deny" (set by authorize), "unauthenticated" or "public" (set by authenticate),
+#: "limited" (a rate limit refused it: set by limit);
 #: absent when no step decided (a request that matched nothing)
 DECISION: web.RequestKey[str] = web.RequestKey("decision")
 #: what the cache step did: "HIT", "MISS", "STALE" or "BYPASS", as in X-Cache (set by cache);

@@ -6,9 +6,9 @@ What is counted where:
   answer, labelled by operation id, method, status and authorization decision;
 - upstream calls and their failures: ``send_as`` (server/upstream/acting.py), the one place every
   call to slurmrestd passes;
-- the cache, the SlurmUser token and the process: read when scraped, by the collectors in
-  server/collectors.py (the cache's own counters, :class:`~.cache.store.CacheStats`, are exported,
-  not counted twice).
+- the cache, the SlurmUser token, the upstream gate, the rate limits and the process: read when
+  scraped, by the collectors in server/collectors.py (the cache's own counters,
+  :class:`~.cache.store.CacheStats`, are exported, not counted twice).
 
 Label values come from fixed sets (operation ids of the routing table, known methods, statuses,
 decisions, purposes, kinds), never from user names or raw paths, so the number of series stays
@@ -26,10 +26,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from slurmgate.server.collectors import CacheCollector, TokenCollector
+from slurmgate.server.collectors import CacheCollector, LimitsCollector, TokenCollector
 
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
+    from slurmgate.server.limits import RateLimits
+    from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
 
 __all__ = ["LATENCY_BUCKETS", "METHODS", "Metrics", "RequestCollector", "RequestTally"]
@@ -69,9 +71,12 @@ class Metrics:
         cache: Callable[[], ResponseCache | None],
         cache_backend: str,
         token: Callable[[], SlurmUserToken | None],
+        gate: Callable[[], UpstreamGate | None] = lambda: None,
+        limits: Callable[[], RateLimits | None] = lambda: None,
     ) -> None:
-        """``cache`` and ``token`` return the app's cache and SlurmUser token manager when
-        scraped (None before the cleanup contexts set them up, or with the cache off)."""
+        """``cache``, ``token``, ``gate`` and ``limits`` return the app's cache, SlurmUser token
+        manager, upstream gate and rate limits when scraped (None before the cleanup contexts
+        set them up, or with the cache off)."""
         self.registry = CollectorRegistry()
         #: requests and their durations, counted in plain dicts and read when scraped
         self.requests = RequestTally()
@@ -92,6 +97,7 @@ class Metrics:
         )
         self.registry.register(CacheCollector(cache, cache_backend))
         self.registry.register(TokenCollector(token))
+        self.registry.register(LimitsCollector(gate, limits))
         ProcessCollector(namespace="slurmgate", registry=self.registry)
 
     def request(

@@ -23,7 +23,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser(
         "serve",
         help="run the gateway",
-        description="Run the gateway in the foreground until interrupted (SIGINT, SIGTERM).",
+        description="Run the gateway in the foreground until SIGTERM or SIGINT, which stop it "
+        "gracefully (listen.shutdown_timeout). SIGHUP reloads the tokens file and the "
+        "configuration's policies (docs/operations.md).",
     )
     serve.add_argument("--config", type=Path, required=True, help="the configuration file (TOML)")
     serve.set_defaults(command=_serve)
@@ -38,16 +40,18 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     configure_logging(settings.log_level, sys.stderr)
     listen = settings.listen
-    # Until the tokens file's watcher takes SIGHUP over, and after it lets go, a reload request
-    # must not kill the gateway (the default action).
+    # Until the reloader (server/reload.py) takes SIGHUP over, and after it lets go, a reload
+    # request must not kill the gateway (the default action).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     print(f"slurmgate: listening on http://{listen.host}:{listen.port}", file=out, flush=True)
     web.run_app(
-        build_app(settings),
+        build_app(settings, config_file=args.config),
         host=listen.host,
         port=listen.port,
         print=None,
         access_log=None,
-        shutdown_timeout=30,
+        # SIGTERM, SIGINT: aiohttp closes the listening socket, waits this long for requests
+        # under way, then runs the cleanup contexts (upstream, cache) in reverse.
+        shutdown_timeout=listen.shutdown_timeout,
     )
     return 0

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -114,6 +115,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--name", dest="token_name", help="unique name, [A-Za-z0-9._-] (default: USER-<random>)"
     )
     create.add_argument("--comment", default="", help="free text kept with the entry")
+    create.add_argument(
+        "--rate",
+        metavar="PER_SECOND",
+        help="the token's own rate limit in requests per second, e.g. 5 or 0.5; inf = no limit "
+        "(default: the configuration's limits.rate)",
+    )
+    create.add_argument(
+        "--burst",
+        metavar="N",
+        help="requests the token may make at once (default: limits.burst, or one second's "
+        "worth of --rate)",
+    )
     create.set_defaults(command=_reporting("create", _create))
 
     listing = actions.add_parser(
@@ -232,6 +245,7 @@ def _create(args: argparse.Namespace, out: TextIO) -> int:
             networks.append(parse_network(text))
         except ValueError as error:
             problems.append(f"--network {text!r}: {error}")
+    rate, burst = _limits(args.rate, args.burst, problems)
     expires = None
     if args.expires is not None:
         try:
@@ -262,6 +276,8 @@ def _create(args: argparse.Namespace, out: TextIO) -> int:
             digest=secrets_.digest(secret),
             expires=expires,
             comment=args.comment,
+            rate=rate,
+            burst=burst,
         )
         _write(path, render_tokens([*entries, entry]))
     # Only once the entry is safely on disk: a secret printed for an entry that was not written
@@ -348,6 +364,30 @@ def _revoke(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _limits(
+    rate_text: str | None, burst_text: str | None, problems: list[str]
+) -> tuple[float | None, int | None]:
+    """``--rate`` and ``--burst`` checked as the tokens file checks ``rate`` and ``burst``."""
+    rate = burst = None
+    if rate_text is not None:
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = None
+        if rate is None or not rate > 0:
+            problems.append(f"--rate {rate_text!r}: requests per second above 0, or inf")
+            rate = None
+    if burst_text is not None:
+        try:
+            burst = int(burst_text)
+        except ValueError:
+            burst = None
+        if burst is None or not 1 <= burst <= 1 << 20:
+            problems.append(f"--burst {burst_text!r}: an integer from 1 to 1048576")
+            burst = None
+    return rate, burst
+
+
 def _default_name(user: str) -> str:
     """``<user>-<6 hex digits>``, the user's name reduced to the characters names may have."""
     return f"{re.sub(r'[^A-Za-z0-9._-]', '_', user)[:50]}-{secrets.token_hex(3)}"
@@ -369,6 +409,9 @@ def _as_json(entry: TokenEntry, now: datetime) -> dict[str, object]:
         "expires": _when(entry.expires) if entry.expires else None,
         "revoked": _when(entry.revoked) if entry.revoked else None,
         "comment": entry.comment,
+        # JSON has no infinity: a token without limit says "inf", as its entry does
+        "rate": entry.rate if entry.rate is None or math.isfinite(entry.rate) else "inf",
+        "burst": entry.burst,
     }
 
 

@@ -23,3 +23,7 @@ class Identity:
     name: str
     scopes: frozenset[str]
     accounts: tuple[re.Pattern[str], ...] = ()
+    #: the caller's own rate limit (requests per second, inf: none) and burst; None: the
+    #: configured default (server/limits.py)
+    rate: float | None = None
+    burst: int | None = None

@@ -38,7 +38,7 @@ USER_PATTERN = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@$-]{0,127}", re.ASCII)
 
 _KEYS = {
     "name", "user", "scopes", "accounts", "networks", "expires", "created", "revoked", "digest",
-    "comment",
+    "comment", "rate", "burst",
 }  # fmt: skip
 _HEADER = """\
 # slurmgate tokens, managed with `slurmgate token create | list | revoke`
@@ -63,6 +63,10 @@ class TokenEntry:
     expires: datetime | None = None
     revoked: datetime | None = None
     comment: str = ""
+    #: the token's own rate limit (requests per second; inf: none) and burst; None: the
+    #: configuration's default (limits.rate, limits.burst)
+    rate: float | None = None
+    burst: int | None = None
     identity: Identity = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,8 @@ class TokenEntry:
             name=self.name,
             scopes=frozenset(self.scopes),
             accounts=self.accounts,
+            rate=self.rate,
+            burst=self.burst,
         )
         object.__setattr__(self, "identity", identity)
 
@@ -147,6 +153,25 @@ class _Entry:
             return []
         return [str(item) for item in value]
 
+    def rate(self) -> float | None:
+        value = self.table.get("rate")
+        if value is None:
+            return None
+        # bool is an int to Python, not a number to anyone writing the file
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.problem("rate", "must be a number of requests per second above 0 (inf: no limit)")
+            return None
+        return float(value)
+
+    def burst(self) -> int | None:
+        value = self.table.get("burst")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 20:
+            self.problem("burst", "must be an integer from 1 to 1048576")
+            return None
+        return value
+
     def when(self, key: str, *, required: bool) -> datetime | None:
         value = self.table.get(key)
         if value is None:
@@ -187,6 +212,8 @@ def _entry(
     created = check.when("created", required=True)
     expires = check.when("expires", required=False)
     revoked = check.when("revoked", required=False)
+    rate = check.rate()
+    burst = check.burst()
     if problems or created is None:
         return None, problems
     entry = TokenEntry(
@@ -200,6 +227,8 @@ def _entry(
         expires=expires,
         revoked=revoked,
         comment=comment,
+        rate=rate,
+        burst=burst,
     )
     return entry, problems
 
@@ -258,6 +287,11 @@ def _strings(values: Iterable[str]) -> str:
     return "[" + ", ".join(_string(value) for value in values) + "]"
 
 
+def _number(value: float) -> str:
+    """A TOML float (``inf`` for no limit)."""
+    return "inf" if value == float("inf") else repr(float(value))
+
+
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -281,6 +315,10 @@ def render_tokens(entries: Iterable[TokenEntry]) -> str:
             lines.append(f"revoked = {_time(entry.revoked)}")
         if entry.comment:
             lines.append(f"comment = {_string(entry.comment)}")
+        if entry.rate is not None:
+            lines.append(f"rate = {_number(entry.rate)}")
+        if entry.burst is not None:
+            lines.append(f"burst = {entry.burst}")
         lines.append(f"digest = {_string(entry.digest)}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)

@@ -262,7 +262,8 @@ async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     scopes = await asyncio.to_thread(lambda: frozenset(load_scope_rules().scopes))
     app[TOKENS] = await asyncio.to_thread(lambda: TokenStore(path, known_scopes=scopes))
     log.info("tokens file %s: %d entries", path, len(app[TOKENS].entries))
-    app[TOKENS].start()
+    # SIGHUP belongs to reload_ctx (server/reload.py), which reloads this file and more.
+    app[TOKENS].start(sighup=False)
     try:
         yield
     finally:

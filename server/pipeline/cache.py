@@ -58,8 +58,10 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     # A replica waiting for another to fill an entry waits at most as long as that one's
-    # upstream call may take, plus one lease for noticing that it died.
-    max_wait = settings.upstream.timeout + settings.cache.lock_lease
+    # upstream call may take (its wait for a slot included), plus one lease for noticing that
+    # it died.
+    up = settings.upstream
+    max_wait = up.queue_timeout + up.timeout + settings.cache.lock_lease
     store = ResponseCache(backend, settings.cache, max_wait=max_wait)
     app[CACHE] = store
     log.info("cache: %s backend", settings.cache.backend)

@@ -1,7 +1,9 @@
 """The one place that puts the gateway's credentials on a request to slurmrestd.
 
 Every upstream call passes here, so its duration and failures are counted here too
-(``app[METRICS]``, by purpose: ``forward``, ``lookup``, ``versions``, ``health``).
+(``app[METRICS]``, by purpose: ``forward``, ``lookup``, ``versions``, ``health``), and here it
+takes its slot of ``upstream.max_concurrency`` (``app[UPSTREAM_GATE]``, server/upstream/gate.py;
+the health pings excepted).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from slurmgate.server.errors import UpstreamError, UpstreamTimeout
-from slurmgate.server.keys import METRICS, SLURM_USER_TOKEN, TRANSPORT
+from slurmgate.server.keys import METRICS, SLURM_USER_TOKEN, TRANSPORT, UPSTREAM_GATE
 from slurmgate.server.upstream.transport import UpstreamRequest, UpstreamResponse
 
 __all__ = ["send_as"]
@@ -34,6 +36,29 @@ async def send_as(
     ``X-SLURM-USER-TOKEN`` are set here and nowhere else. ``purpose`` labels the call's metrics
     (a fixed word, never anything from a request).
     """
+    gate = app.get(UPSTREAM_GATE)
+    if gate is None or purpose == "health":
+        return await _send(
+            app, method, target, user=user, headers=headers, body=body, purpose=purpose
+        )
+    # Slots are shared out per Slurm user; the gateway's own calls (user None) are one caller.
+    # The SlurmUser token is taken once the slot is held: a wait in the queue must not age it.
+    async with gate.slot(user or ""):
+        return await _send(
+            app, method, target, user=user, headers=headers, body=body, purpose=purpose
+        )
+
+
+async def _send(
+    app: web.Application,
+    method: str,
+    target: str,
+    *,
+    user: str | None,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    purpose: str,
+) -> UpstreamResponse:
     metrics = app.get(METRICS)
     try:
         token = await app[SLURM_USER_TOKEN].get()

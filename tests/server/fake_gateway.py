@@ -64,6 +64,9 @@ class FakeSlurmrestd:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     #: every request's headers, to check what reached slurmrestd
     headers: list[dict[str, str]] = field(default_factory=list)
+    #: requests to ``held`` paths being answered now, and the most at once
+    in_flight: int = 0
+    peak: int = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/openapi/v3":
@@ -71,8 +74,13 @@ class FakeSlurmrestd:
         self.calls[request.path] += 1
         self.headers.append(dict(request.headers))
         if request.path in self.held:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
             self.arrived.set()
-            await self.release.wait()
+            try:
+                await self.release.wait()
+            finally:
+                self.in_flight -= 1
         default = ping_body(True) if request.path.endswith("/ping/") else OK_BODY
         status, body = self.answers.get(request.path, (200, default))
         return web.Response(status=status, body=body, content_type="application/json")
