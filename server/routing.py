@@ -10,10 +10,13 @@ from the client: each parameter must match a conservative character set, so that
 slurmrestd cannot disagree about which operation (and which job, node or account) a path names.
 The query string is forwarded byte for byte.
 
-The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``) are
-registered with :func:`add_endpoint`, which names them for authentication (``public-*``: no
-credentials; ``optional-*``: credentials checked only when sent) and takes the scope they need
-from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``.
+The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
+``/hardware/...``) are registered with :func:`add_endpoint`, which names them for authentication
+(``public-*``: no credentials; ``optional-*``: credentials checked only when sent) and takes the
+scope they need from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``. One that a
+``namespace = "slurmgate"`` rule of ``policies/cache.toml`` caches also gets a routing-table row
+(``request[ROUTE]``, ``request[TARGET]``: its path and query), so that authorize and cache treat it
+like any cached read: scope and requirements, cache group, freshness, single-flight.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.generated import ROUTES
-from slurmgate.policies.routing import Route
-from slurmgate.policies.rules import ScopeRules, load_scope_rules
+from slurmgate.policies.routing import CachePolicy, Namespace, Route
+from slurmgate.policies.rules import CacheRules, ScopeRules, load_cache_rules, load_scope_rules
 from slurmgate.policies.selectors import split_path
 from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
 from slurmgate.server.keys import (
@@ -97,6 +100,8 @@ class Endpoint:
     operation_id: str
     #: the scope credentials must carry (None: public, credentials are never looked at)
     scope: str | None
+    #: its routing-table row when policies/cache.toml caches it (None: never cached)
+    route: Route | None = None
 
 
 _ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("own_endpoints")
@@ -122,14 +127,48 @@ def _own_scope(path: str, method: str) -> str:
     return scopes.pop()
 
 
+@cache
+def _cache_rules() -> CacheRules:
+    return load_cache_rules()
+
+
+def _own_cache(path: str, method: str) -> tuple[CachePolicy, str]:
+    """The cache policy and group ``policies/cache.toml`` gives the endpoint (none when no rule)."""
+    segments = split_path(f"/slurmgate{path}").segments
+    found = {(r.policy, r.group) for r in _cache_rules().matching("slurmgate", segments, method)}
+    if len(found) > 1:
+        raise ValueError(f"cache.toml gives {method} {path} {len(found)} cache policies, not one")
+    return found.pop() if found else (CachePolicy.NONE, "")
+
+
 def add_endpoint(
     app: web.Application, path: str, handler: Handler, *, operation_id: str, access: Access
 ) -> None:
     """Register one of the gateway's own GET endpoints (see the module docstring)."""
     scope = None if access == "public" else _own_scope(path, "GET")
     name = _NAME_PREFIX[access] + operation_id.replace("_", "-")
+    row = None
+    policy, group = _own_cache(path, "GET")
+    if policy is not CachePolicy.NONE:
+        if access != "token" or scope is None:
+            # Cached answers are keyed and filled per authenticated caller.
+            raise ValueError(f"GET {path} is cached by cache.toml, so its access must be 'token'")
+        row = Route(
+            method="GET",
+            path=path,
+            operation_id=operation_id,
+            namespace=Namespace.SLURMGATE,
+            tag="slurmgate",
+            body_model=None,
+            mutating=False,
+            scope=scope,
+            cache=policy,
+            cache_group=group,
+            invalidates=(),
+            accounts=(),
+        )
     route = app.router.add_get(path, handler, name=name)
-    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope)
+    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope, row)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -213,6 +252,11 @@ def route_middleware() -> Middleware:
             endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
             if endpoint is not None:
                 request[ENDPOINT] = endpoint
+                if endpoint.route is not None:
+                    request[ROUTE] = endpoint.route
+                    query = request.rel_url.raw_query_string
+                    path = request.rel_url.raw_path
+                    request[TARGET] = f"{path}?{query}" if query else path
         else:
             entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
             request[ROUTE] = entry.route
