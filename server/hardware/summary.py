@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from slurmgate.server.hardware.gres import UNTYPED
 from slurmgate.server.hardware.nodes import Node, Partition
@@ -34,7 +35,7 @@ __all__ = [
     "table",
 ]
 
-Json = dict[str, object]
+Json = dict[str, Any]
 
 #: A node's base state: exactly one of these leads its state list.
 BASE_STATES = ("IDLE", "MIXED", "ALLOCATED", "DOWN", "ERROR", "FUTURE", "UNKNOWN", "INVALID")
