@@ -54,6 +54,7 @@ __all__ = [
     "add_api_routes",
     "add_endpoint",
     "not_served",
+    "own_endpoints",
     "route_middleware",
     "versions_ctx",
 ]
@@ -169,6 +170,16 @@ def add_endpoint(
         )
     route = app.router.add_get(path, handler, name=name)
     app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope, row)
+
+
+def own_endpoints(app: web.Application) -> dict[str, Endpoint]:
+    """The gateway's own endpoints registered in ``app``, by path (as registered)."""
+    found = {}
+    for route, endpoint in app.get(_ENDPOINTS, {}).items():
+        resource = route.resource
+        if resource is not None:
+            found[resource.canonical] = endpoint
+    return found
 
 
 def _version_key(version: str) -> tuple[int, ...]:
