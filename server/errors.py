@@ -9,6 +9,7 @@
     │   ├── Forbidden               403  an identity without permission
     │   ├── NotFound                404  unknown API version or path
     │   ├── MethodNotAllowed        405  known path, other method (adds Allow)
+    │   ├── NotAcceptable           406  an Accept the gateway's own endpoint cannot answer
     │   └── PayloadTooLarge         413  body over the configured limit
     └── UpstreamError               5xx: slurmrestd could not answer
         ├── UpstreamUnavailable     502  connection refused or broken, bad HTTP
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Forbidden",
     "MethodNotAllowed",
+    "NotAcceptable",
     "NotFound",
     "PayloadTooLarge",
     "SlurmgateError",
@@ -122,6 +124,13 @@ class MethodNotAllowed(ClientError):
         self, description: str, *, allowed: Sequence[str], source: str = "slurmgate"
     ) -> None:
         super().__init__(description, source=source, headers={"Allow": ", ".join(allowed)})
+
+
+class NotAcceptable(ClientError):
+    """The gateway's own endpoint answers JSON only, and the request's Accept excludes it (406)."""
+
+    status = 406
+    error = "Not acceptable"
 
 
 class PayloadTooLarge(ClientError):

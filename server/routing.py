@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -250,6 +251,15 @@ def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
     return f"{path}?{query}" if query else path
 
 
+def _own_target(request: web.Request) -> str:
+    """The cache's name for a request of a cached own endpoint: its path and query decoded, the
+    query sorted, both encoded again (``?partition=%64ebug`` is ``?partition=debug``); the handler
+    reads the same decoded query."""
+    path = quote(request.rel_url.path, safe="/")
+    query = urlencode(sorted(request.rel_url.query.items()))
+    return f"{path}?{query}" if query else path
+
+
 def route_middleware() -> Middleware:
     """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation, or
     ``request[ENDPOINT]`` for the gateway's own endpoints."""
@@ -265,9 +275,7 @@ def route_middleware() -> Middleware:
                 request[ENDPOINT] = endpoint
                 if endpoint.route is not None:
                     request[ROUTE] = endpoint.route
-                    query = request.rel_url.raw_query_string
-                    path = request.rel_url.raw_path
-                    request[TARGET] = f"{path}?{query}" if query else path
+                    request[TARGET] = _own_target(request)
         else:
             entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
             request[ROUTE] = entry.route

@@ -562,6 +562,7 @@ def _hardware_paths() -> Json:
                 for status in sorted(_GATEWAY_ERRORS)
             },
             "404": _error_response("?partition= names no partition"),
+            "406": _error_response("Accept excludes application/json, the only type answered"),
         }
         paths[f"/hardware/{name}"] = {"get": operation}
     return paths

@@ -8,7 +8,9 @@ group (``hardware``) come from policies/cache.toml, which also makes every chang
 partitions invalidate them. docs/extending.md shows how they were added, step by step.
 
 Each answer is in slurmrestd's envelope (``meta``, ``errors``, ``warnings``, slurmrestd's warnings
-passed on). ``?partition=NAME`` limits the answer to one partition's nodes. An upstream failure is
+passed on). ``?partition=NAME`` limits the answer to one partition's nodes. Anything else in the
+query is a 400, and an Accept that excludes JSON a 406, never stored: so a path has at most one
+cache entry per partition, however a client spells its requests. An upstream failure is
 a 502 (or 504) in the envelope, which the cache step answers from a stale entry when the client
 sends ``Cache-Control: stale-if-error``.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from slurmgate.server.errors import BadRequest, NotFound, UpstreamUnavailable
+from slurmgate.server.errors import BadRequest, NotAcceptable, NotFound, UpstreamUnavailable
 from slurmgate.server.hardware import summary
 from slurmgate.server.hardware.nodes import UnreadableAnswer, read_nodes, read_partitions
 from slurmgate.server.keys import IDENTITY, UPSTREAM_SECONDS, UPSTREAM_STATUS, UPSTREAM_VERSIONS
@@ -38,6 +40,9 @@ log = logging.getLogger("slurmgate.hardware")
 #: Longest partition name taken in ``?partition=`` (Slurm's own names are far shorter).
 MAX_PARTITION_CHARS = 256
 _QUERY_KEYS = ("partition",)
+#: Accept values meaning "JSON" (each listed type, parameters aside): the ones the cache step keys
+#: as one, so that every answer stored for a path and query is one entry, whatever the Accept.
+_JSON_TYPES = frozenset({"", "*/*", "application/*", "application/json"})
 _PLUGIN = {
     "type": "slurmgate",
     "name": "slurmgate hardware",
@@ -48,6 +53,18 @@ _PLUGIN = {
 Json = dict[str, Any]
 #: what one answer counts -> the answer's data
 Compute = Callable[[summary.Selection], Json]
+
+
+def _check_accept(request: web.Request) -> None:
+    """406 unless Accept is absent or means JSON (see ``_JSON_TYPES``)."""
+    accept = ",".join(request.headers.getall("Accept", []))
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if not types <= _JSON_TYPES:
+        raise NotAcceptable(
+            "the hardware endpoints answer application/json only; send Accept: application/json "
+            "or none",
+            source="Accept",
+        )
 
 
 def _partition_filter(request: web.Request) -> str | None:
@@ -138,6 +155,7 @@ def _compute(
 
 
 async def _answer(request: web.Request, compute: Compute) -> web.Response:
+    _check_accept(request)
     partition = _partition_filter(request)
     served = request.app[UPSTREAM_VERSIONS]
     if not served:

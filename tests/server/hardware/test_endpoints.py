@@ -198,3 +198,27 @@ async def test_stale_if_error_serves_the_last_answer(tmp_path: Path) -> None:
         )
         assert (stale.status, stale.headers["X-Cache"]) == (200, "STALE")
         assert await stale.read() == await stored.read()
+
+
+async def test_spellings_of_one_query_share_one_entry(tmp_path: Path) -> None:
+    async with gateway(tmp_path) as (gw, tokens):
+        first = await get(gw, "/hardware/stats?partition=debug", tokens["carol"])
+        assert first.headers["X-Cache"] == "MISS"
+        for spelling in ("?partition=%64ebug", "?partition=debu%67"):
+            again = await get(gw, f"/hardware/stats{spelling}", tokens["carol"])
+            assert again.headers["X-Cache"] == "HIT", spelling
+        for accept in ("application/json", "*/*", "application/json;q=0.9, */*;q=0.1"):
+            again = await get(gw, "/hardware/stats?partition=debug", tokens["carol"], Accept=accept)
+            assert again.headers["X-Cache"] == "HIT", accept
+        assert gw.upstream.calls[NODES] == 1
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/yaml", "text/html, */*;q=0.1"])
+async def test_an_accept_without_json_is_a_406_never_stored(tmp_path: Path, accept: str) -> None:
+    async with gateway(tmp_path) as (gw, tokens):
+        for _ in range(2):
+            response = await get(gw, "/hardware/table", tokens["carol"], Accept=accept)
+            assert response.status == 406
+            (error,) = (await body(response))["errors"]
+            assert (error["error_number"], error["source"]) == (406, "Accept")
+        assert gw.upstream.calls[NODES] == 0
