@@ -135,10 +135,21 @@ def _warnings(*answers: Json) -> list[object]:
     return seen
 
 
-def _compute(
-    nodes_data: Json, partitions_data: Json, partition: str | None, compute: Compute
-) -> Json:
-    """Read both answers and compute (run in a thread: large clusters make large answers)."""
+def _body(
+    answers: list[UpstreamResponse],
+    targets: tuple[str, str],
+    version: str,
+    partition: str | None,
+    compute: Compute,
+) -> bytes:
+    """The answer's bytes from slurmrestd's two answers.
+
+    Run in a thread: a large cluster's node list takes a while to decode, read and count, and the
+    event loop must not wait for it.
+    """
+    nodes_data, partitions_data = (
+        _check(answer, target) for answer, target in zip(answers, targets, strict=True)
+    )
     try:
         nodes = read_nodes(nodes_data)
         partitions = read_partitions(partitions_data)
@@ -151,7 +162,22 @@ def _compute(
         selection = summary.select(nodes, partitions, partition)
     except summary.UnknownPartition as error:
         raise NotFound(str(error), source="query:partition") from None
-    return compute(selection)
+    upstream_meta = nodes_data.get("meta")
+    slurm = upstream_meta.get("slurm", {}) if isinstance(upstream_meta, dict) else {}
+    body: Json = {
+        **compute(selection),
+        "partition": partition,
+        "last_update": nodes_data.get("last_update"),
+        "meta": {
+            "plugin": _PLUGIN,
+            "command": [],
+            "slurm": slurm,
+            "slurmgate": {"api_version": version, "sources": list(targets)},
+        },
+        "errors": [],
+        "warnings": _warnings(nodes_data, partitions_data),
+    }
+    return json.dumps(body, indent=2).encode() + b"\n"
 
 
 async def _answer(request: web.Request, compute: Compute) -> web.Response:
@@ -181,31 +207,9 @@ async def _answer(request: web.Request, compute: Compute) -> web.Response:
     finally:
         request[UPSTREAM_SECONDS] = time.perf_counter() - started
     request[UPSTREAM_STATUS] = max(answer.status for answer in answers)
-    nodes_data, partitions_data = (
-        _check(answer, target) for answer, target in zip(answers, targets, strict=True)
-    )
-    data = await asyncio.to_thread(_compute, nodes_data, partitions_data, partition, compute)
-    upstream_meta = nodes_data.get("meta")
-    slurm = upstream_meta.get("slurm", {}) if isinstance(upstream_meta, dict) else {}
-    body: Json = {
-        **data,
-        "partition": partition,
-        "last_update": nodes_data.get("last_update"),
-        "meta": {
-            "plugin": _PLUGIN,
-            "command": [],
-            "slurm": slurm,
-            "slurmgate": {"api_version": version, "sources": list(targets)},
-        },
-        "errors": [],
-        "warnings": _warnings(nodes_data, partitions_data),
-    }
+    body = await asyncio.to_thread(_body, answers, targets, version, partition, compute)
     log.debug("hardware %s for %s from %s", request.path, user, version)
-    return web.Response(
-        body=json.dumps(body, indent=2).encode() + b"\n",
-        content_type="application/json",
-        headers={"Server": "slurmgate"},
-    )
+    return web.Response(body=body, content_type="application/json", headers={"Server": "slurmgate"})
 
 
 async def table(request: web.Request) -> web.Response:
