@@ -2,14 +2,15 @@
 
 Python's ssl defaults for a server (no compression, forward-secret ciphers first, no
 renegotiation), with TLS 1.2 at least, or 1.3 when ``minimum_version = "1.3"``. A private key
-must not be encrypted: OpenSSL would prompt on a terminal the gateway does not have, so an
-encrypted one is refused with a clear error instead. With ``client_ca``, clients must present a
+that every local user may read is refused, and so is an encrypted one: OpenSSL would prompt for
+its password on a terminal the gateway does not have. With ``client_ca``, clients must present a
 certificate one of those CAs signed (mutual TLS); their tokens are still checked as always.
 """
 
 from __future__ import annotations
 
 import ssl
+import stat
 from pathlib import Path
 
 from slurmgate.server.config import TlsSettings
@@ -52,6 +53,13 @@ def server_context(tls: TlsSettings, origin: str) -> ssl.SSLContext | None:
     ]
     if problems:
         raise ConfigError(problems)
+    mode = tls.key.stat().st_mode
+    if mode & stat.S_IROTH:
+        # As sshd does with host keys: a key every local user can read is no longer secret.
+        raise ConfigError(
+            [f"{origin}: listen.tls.key: {tls.key} is readable by every user (mode "
+             f"{stat.S_IMODE(mode):04o}); make it 0600 or 0640 (or use systemd's LoadCredential=)"]
+        )  # fmt: skip
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[tls.minimum_version]
     try:

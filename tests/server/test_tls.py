@@ -118,6 +118,7 @@ def test_files_that_are_not_what_they_should_be(tmp_path: Path) -> None:
     locked = issue(ca, tmp_path / "c", "locked", password=b"secret")
     text = tmp_path / "text.pem"
     text.write_text("not PEM\n")
+    text.chmod(0o600)
     assert _problems(TlsSettings(certificate=text, key=server.key)) == [
         f"site.toml: listen.tls.certificate: no PEM certificate in {text}"
     ]
@@ -133,6 +134,13 @@ def test_files_that_are_not_what_they_should_be(tmp_path: Path) -> None:
     assert _problems(
         TlsSettings(certificate=server.certificate, key=server.key, client_ca=text)
     ) == [f"site.toml: listen.tls.client_ca: no PEM certificate in {text}"]
+    server.key.chmod(0o644)
+    assert _problems(TlsSettings(certificate=server.certificate, key=server.key)) == [
+        f"site.toml: listen.tls.key: {server.key} is readable by every user (mode 0644); make it "
+        "0600 or 0640 (or use systemd's LoadCredential=)"
+    ]
+    server.key.chmod(0o640)
+    assert server_context(TlsSettings(certificate=server.certificate, key=server.key), "s")
     gone = tmp_path / "gone.pem"
     assert _problems(TlsSettings(certificate=gone, key=gone, client_ca=gone)) == [
         f"site.toml: listen.tls.{key}: cannot read {gone}: No such file or directory"
