@@ -27,11 +27,16 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Namespace(StrEnum):
-    """First path segment of a slurmrestd URL: which daemon or plugin answers."""
+    """First path segment of a slurmrestd URL: which daemon or plugin answers.
+
+    ``slurmgate`` is the namespace of the gateway's own endpoints in the policy files (their paths
+    carry no namespace); it is never a slurmrestd operation's.
+    """
 
     SLURM = "slurm"
     SLURMDB = "slurmdb"
     UTIL = "util"
+    SLURMGATE = "slurmgate"
 
 
 class CachePolicy(StrEnum):
@@ -107,6 +112,9 @@ class AccountLocation:
 @dataclass(frozen=True, slots=True)
 class Route:
     """One slurmrestd operation with every decision the gateway needs about it.
+
+    A gateway's own endpoint that is cached (``namespace`` slurmgate) has one too, made at start
+    from the policy files, so that authorize and cache treat it like slurmrestd's reads.
 
     ``cache_group`` and ``invalidates`` carry read-your-writes: a cached read belongs to one cache
     group (a version-independent name such as ``"jobs"``), and a mutating operation names the

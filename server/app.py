@@ -41,7 +41,7 @@ from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import health, meta, metrics, openapi
+from slurmgate.server.endpoints import hardware, health, meta, metrics, openapi
 from slurmgate.server.errors import error_middleware
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
@@ -150,6 +150,19 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
     add_endpoint(
         app, "/metrics", metrics.metrics, operation_id="slurmgate_get_metrics", access="token"
     )
+    # Computed from slurmrestd's nodes and partitions; cached as policies/cache.toml says.
+    for name, handler in (
+        ("table", hardware.table),
+        ("stats", hardware.stats),
+        ("avail", hardware.avail),
+    ):
+        add_endpoint(
+            app,
+            f"/hardware/{name}",
+            handler,
+            operation_id=f"slurmgate_get_hardware_{name}",
+            access="token",
+        )
     add_api_routes(app, forward)
     app.on_shutdown.append(_stopping)
     return app

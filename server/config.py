@@ -40,6 +40,7 @@ __all__ = [
     "RequirementSettings",
     "Settings",
     "SlurmUserTokenSettings",
+    "TlsSettings",
     "UpstreamSettings",
     "load_settings",
     "parse_settings",
@@ -61,6 +62,32 @@ def _check_url(value: str) -> str:
     return value
 
 
+class TlsSettings(Section):
+    """HTTPS served by the gateway itself, for sites without a front proxy (server/tls.py)."""
+
+    #: PEM certificate chain, the server's certificate first; None = plain HTTP
+    certificate: ConfigPath | None = None
+    #: PEM private key of that certificate, not encrypted (the gateway starts unattended)
+    key: ConfigPath | None = None
+    #: PEM CA certificates: clients must present a certificate one of them signed; None = none asked
+    client_ca: ConfigPath | None = None
+    #: oldest TLS version accepted
+    minimum_version: Literal["1.2", "1.3"] = "1.2"
+
+    @model_validator(mode="after")
+    def _certificate_and_key(self) -> TlsSettings:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("'certificate' and 'key' go together: give both, or neither")
+        if self.client_ca is not None and self.certificate is None:
+            raise ValueError("'client_ca' needs 'certificate' and 'key' (TLS)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the gateway serves HTTPS."""
+        return self.certificate is not None
+
+
 class ListenSettings(Section):
     """Where the gateway accepts clients."""
 
@@ -68,6 +95,7 @@ class ListenSettings(Section):
     port: int = Field(8080, ge=1, le=65535)
     #: seconds requests under way may take to finish after SIGTERM/SIGINT, before they are cut
     shutdown_timeout: float = Field(30.0, ge=0, le=3600)
+    tls: TlsSettings = TlsSettings()
 
 
 class UpstreamSettings(Section):

@@ -9,6 +9,7 @@
     │   ├── Forbidden               403  an identity without permission
     │   ├── NotFound                404  unknown API version or path
     │   ├── MethodNotAllowed        405  known path, other method (adds Allow)
+    │   ├── NotAcceptable           406  an Accept the gateway's own endpoint cannot answer
     │   ├── PayloadTooLarge         413  body over the configured limit
     │   └── TooManyRequests         429  the caller's rate limit (adds Retry-After)
     └── UpstreamError               5xx: slurmrestd could not answer
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Forbidden",
     "MethodNotAllowed",
+    "NotAcceptable",
     "NotFound",
     "PayloadTooLarge",
     "SlurmgateError",
@@ -128,6 +130,13 @@ class MethodNotAllowed(ClientError):
         self, description: str, *, allowed: Sequence[str], source: str = "slurmgate"
     ) -> None:
         super().__init__(description, source=source, headers={"Allow": ", ".join(allowed)})
+
+
+class NotAcceptable(ClientError):
+    """The gateway's own endpoint answers JSON only, and the request's Accept excludes it (406)."""
+
+    status = 406
+    error = "Not acceptable"
 
 
 class PayloadTooLarge(ClientError):

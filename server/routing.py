@@ -10,10 +10,13 @@ from the client: each parameter must match a conservative character set, so that
 slurmrestd cannot disagree about which operation (and which job, node or account) a path names.
 The query string is forwarded byte for byte.
 
-The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``) are
-registered with :func:`add_endpoint`, which names them for authentication (``public-*``: no
-credentials; ``optional-*``: credentials checked only when sent) and takes the scope they need
-from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``.
+The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
+``/hardware/...``) are registered with :func:`add_endpoint`, which names them for authentication
+(``public-*``: no credentials; ``optional-*``: credentials checked only when sent) and takes the
+scope they need from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``. One that a
+``namespace = "slurmgate"`` rule of ``policies/cache.toml`` caches also gets a routing-table row
+(``request[ROUTE]``, ``request[TARGET]``: its path and query), so that authorize and cache treat it
+like any cached read: scope and requirements, cache group, freshness, single-flight.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.generated import ROUTES
-from slurmgate.policies.routing import Route
-from slurmgate.policies.rules import ScopeRules, load_scope_rules
+from slurmgate.policies.routing import CachePolicy, Namespace, Route
+from slurmgate.policies.rules import CacheRules, ScopeRules, load_cache_rules, load_scope_rules
 from slurmgate.policies.selectors import split_path
 from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
 from slurmgate.server.keys import (
@@ -51,6 +55,7 @@ __all__ = [
     "add_api_routes",
     "add_endpoint",
     "not_served",
+    "own_endpoints",
     "route_middleware",
     "versions_ctx",
 ]
@@ -97,6 +102,8 @@ class Endpoint:
     operation_id: str
     #: the scope credentials must carry (None: public, credentials are never looked at)
     scope: str | None
+    #: its routing-table row when policies/cache.toml caches it (None: never cached)
+    route: Route | None = None
 
 
 _ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("own_endpoints")
@@ -122,14 +129,58 @@ def _own_scope(path: str, method: str) -> str:
     return scopes.pop()
 
 
+@cache
+def _cache_rules() -> CacheRules:
+    return load_cache_rules()
+
+
+def _own_cache(path: str, method: str) -> tuple[CachePolicy, str]:
+    """The cache policy and group ``policies/cache.toml`` gives the endpoint (none when no rule)."""
+    segments = split_path(f"/slurmgate{path}").segments
+    found = {(r.policy, r.group) for r in _cache_rules().matching("slurmgate", segments, method)}
+    if len(found) > 1:
+        raise ValueError(f"cache.toml gives {method} {path} {len(found)} cache policies, not one")
+    return found.pop() if found else (CachePolicy.NONE, "")
+
+
 def add_endpoint(
     app: web.Application, path: str, handler: Handler, *, operation_id: str, access: Access
 ) -> None:
     """Register one of the gateway's own GET endpoints (see the module docstring)."""
     scope = None if access == "public" else _own_scope(path, "GET")
     name = _NAME_PREFIX[access] + operation_id.replace("_", "-")
+    row = None
+    policy, group = _own_cache(path, "GET")
+    if policy is not CachePolicy.NONE:
+        if access != "token" or scope is None:
+            # Cached answers are keyed and filled per authenticated caller.
+            raise ValueError(f"GET {path} is cached by cache.toml, so its access must be 'token'")
+        row = Route(
+            method="GET",
+            path=path,
+            operation_id=operation_id,
+            namespace=Namespace.SLURMGATE,
+            tag="slurmgate",
+            body_model=None,
+            mutating=False,
+            scope=scope,
+            cache=policy,
+            cache_group=group,
+            invalidates=(),
+            accounts=(),
+        )
     route = app.router.add_get(path, handler, name=name)
-    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope)
+    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope, row)
+
+
+def own_endpoints(app: web.Application) -> dict[str, Endpoint]:
+    """The gateway's own endpoints registered in ``app``, by path (as registered)."""
+    found = {}
+    for route, endpoint in app.get(_ENDPOINTS, {}).items():
+        resource = route.resource
+        if resource is not None:
+            found[resource.canonical] = endpoint
+    return found
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -200,6 +251,15 @@ def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
     return f"{path}?{query}" if query else path
 
 
+def _own_target(request: web.Request) -> str:
+    """The cache's name for a request of a cached own endpoint: its path and query decoded, the
+    query sorted, both encoded again (``?partition=%64ebug`` is ``?partition=debug``); the handler
+    reads the same decoded query."""
+    path = quote(request.rel_url.path, safe="/")
+    query = urlencode(sorted(request.rel_url.query.items()))
+    return f"{path}?{query}" if query else path
+
+
 def route_middleware() -> Middleware:
     """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation, or
     ``request[ENDPOINT]`` for the gateway's own endpoints."""
@@ -213,6 +273,9 @@ def route_middleware() -> Middleware:
             endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
             if endpoint is not None:
                 request[ENDPOINT] = endpoint
+                if endpoint.route is not None:
+                    request[ROUTE] = endpoint.route
+                    request[TARGET] = _own_target(request)
         else:
             entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
             request[ROUTE] = entry.route

@@ -14,6 +14,7 @@ from slurmgate.server.app import build_app
 from slurmgate.server.config import load_settings
 from slurmgate.server.errors import ConfigError
 from slurmgate.server.logs import configure_logging
+from slurmgate.server.tls import server_context
 
 __all__ = ["register"]
 
@@ -34,6 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     try:
         settings = load_settings(args.config)
+        ssl_context = server_context(settings.listen.tls, str(args.config))
     except ConfigError as error:
         for problem in error.problems:
             print(f"slurmgate serve: {problem}", file=sys.stderr)
@@ -43,11 +45,13 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     # Until the reloader (server/reload.py) takes SIGHUP over, and after it lets go, a reload
     # request must not kill the gateway (the default action).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    print(f"slurmgate: listening on http://{listen.host}:{listen.port}", file=out, flush=True)
+    scheme = "https" if ssl_context is not None else "http"
+    print(f"slurmgate: listening on {scheme}://{listen.host}:{listen.port}", file=out, flush=True)
     web.run_app(
         build_app(settings, config_file=args.config),
         host=listen.host,
         port=listen.port,
+        ssl_context=ssl_context,
         print=None,
         access_log=None,
         # SIGTERM, SIGINT: aiohttp closes the listening socket, waits this long for requests

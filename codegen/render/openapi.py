@@ -10,8 +10,10 @@ generated from it works against the gateway:
   locations checked for account-limited tokens, the gateway's error answers (400, 401, 403, 413,
   502, 504), and on cached reads the ``Cache-Control`` request header and the cache headers of
   the answer;
-- the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``),
-  with the scopes those that take credentials need.
+- the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
+  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``), with the scopes those that take
+  credentials need and the cache policies of the cached ones (the server takes both from
+  ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -148,7 +150,9 @@ def render_openapi(api: ApiSpec) -> str:
     )
     components = document.setdefault("components", {})
     components["securitySchemes"] = _SCHEMES
-    components.setdefault("schemas", {})[ERROR_SCHEMA] = _ERROR
+    schemas = components.setdefault("schemas", {})
+    schemas[ERROR_SCHEMA] = _ERROR
+    schemas.update(_HARDWARE_SCHEMAS)
     components["headers"] = _CACHE_HEADERS
     components["parameters"] = {"slurmgate_cache_control": _CACHE_CONTROL}
     components.setdefault("responses", {}).update(
@@ -350,6 +354,7 @@ def _own_paths(version: str) -> Json:
                 },
             }
         },
+        **_hardware_paths(),
         f"/openapi/v3/{version}": {
             "get": {
                 "operationId": f"slurmgate_get_openapi_{version.replace('.', '')}",
@@ -364,3 +369,200 @@ def _own_paths(version: str) -> Json:
 
 def _health_answer(text: str) -> Json:
     return {"description": text, "content": {"application/json": {"schema": _HEALTH}}}
+
+
+# --- /hardware/table, /hardware/stats, /hardware/avail ------------------------------------------
+
+#: (name, summary, description, cache policy as in policies/cache.toml)
+_HARDWARE = (
+    (
+        "table",
+        "the cluster's node groups: CPUs, memory, GPUs, features, counts, partitions",
+        "Nodes grouped by hardware (CPUs, sockets, cores, threads, memory in MiB, GPUs per type "
+        "from their gres, features), with their partitions, and the partitions' totals.",
+        "normal",
+    ),
+    (
+        "stats",
+        "the cluster's totals: nodes, CPUs, memory, GPUs, allocations, nodes by state",
+        "Totals over the nodes, what jobs hold of them, and how many nodes are in each base "
+        "state and carry each flag.",
+        "short",
+    ),
+    (
+        "avail",
+        "what is free now, per node group",
+        "Per node group: the nodes available now (IDLE or MIXED, no flag such as DRAIN, RESERVED "
+        "or POWERED_DOWN, in a partition that is UP), and the CPUs, memory and GPUs free on them.",
+        "short",
+    ),
+)
+_INT: Json = {"type": "integer"}
+_STRINGS: Json = {"type": "array", "items": {"type": "string"}}
+_GPUS: Json = {
+    "type": "array",
+    "description": "GPUs per type; type is null for GPUs slurm.conf gives no type",
+    "items": {
+        "type": "object",
+        "required": ["type", "count"],
+        "properties": {"type": {"type": "string", "nullable": True}, "count": _INT},
+    },
+}
+_AMOUNTS: Json = {
+    "type": "object",
+    "properties": {"cpus": _INT, "real_memory": _INT, "gpus": _INT},
+}
+_GROUP_PROPERTIES: Json = {
+    "cpus": _INT,
+    "sockets": _INT,
+    "cores_per_socket": _INT,
+    "threads_per_core": _INT,
+    "real_memory": {"type": "integer", "description": "MiB per node"},
+    "gpus": _GPUS,
+    "gpus_per_node": _INT,
+    "features": _STRINGS,
+    "partitions": _STRINGS,
+    "node_count": _INT,
+}
+_ENVELOPE: Json = {
+    "partition": {
+        "type": "string",
+        "nullable": True,
+        "description": "the partition asked for with ?partition=, or null",
+    },
+    "last_update": {"type": "object", "additionalProperties": True},
+    "meta": {"type": "object", "additionalProperties": True},
+    "errors": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+    "warnings": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+}
+_HARDWARE_SCHEMAS: Json = {
+    "slurmgate_hardware_table_resp": {
+        "type": "object",
+        "required": ["groups", "partitions", "meta", "errors", "warnings"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {**_GROUP_PROPERTIES, "nodes": _STRINGS, "total": _AMOUNTS},
+                },
+            },
+            "partitions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "state": _STRINGS,
+                        "node_count": _INT,
+                        "cpus": _INT,
+                        "real_memory": _INT,
+                        "gpus": _INT,
+                    },
+                },
+            },
+            **_ENVELOPE,
+        },
+    },
+    "slurmgate_hardware_stats_resp": {
+        "type": "object",
+        "required": ["stats", "meta", "errors", "warnings"],
+        "properties": {
+            "stats": {
+                "type": "object",
+                "properties": {
+                    "nodes": _INT,
+                    "groups": _INT,
+                    "partitions": _INT,
+                    "cpus": _INT,
+                    "real_memory": _INT,
+                    "gpus": _INT,
+                    "gpus_by_type": _GPUS,
+                    "allocated": _AMOUNTS,
+                    "node_states": {"type": "object", "additionalProperties": _INT},
+                    "node_flags": {"type": "object", "additionalProperties": _INT},
+                },
+            },
+            **_ENVELOPE,
+        },
+    },
+    "slurmgate_hardware_avail_resp": {
+        "type": "object",
+        "required": ["groups", "total", "meta", "errors", "warnings"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        **_GROUP_PROPERTIES,
+                        "available_nodes": _STRINGS,
+                        "idle_nodes": _INT,
+                        "mixed_nodes": _INT,
+                        "free": {
+                            "type": "object",
+                            "properties": {**_AMOUNTS["properties"], "gpus_by_type": _GPUS},
+                        },
+                        "largest_free": _AMOUNTS,
+                    },
+                },
+            },
+            "total": {
+                "type": "object",
+                "properties": {
+                    "idle_nodes": _INT,
+                    "mixed_nodes": _INT,
+                    "cpus": _INT,
+                    "real_memory": _INT,
+                    "gpus": _INT,
+                },
+            },
+            **_ENVELOPE,
+        },
+    },
+}
+_PARTITION_PARAMETER: Json = {
+    "name": "partition",
+    "in": "query",
+    "required": False,
+    "description": "only this partition and its nodes (404 when there is no such partition)",
+    "schema": {"type": "string"},
+}
+
+
+def _hardware_paths() -> Json:
+    """The hardware endpoints: scope slurmgate:hardware, cached in group hardware."""
+    paths: Json = {}
+    for name, summary, description, policy in _HARDWARE:
+        operation = _scoped(
+            "slurmgate:hardware",
+            summary,
+            description + " Computed from slurmrestd's nodes and partitions (the newest API "
+            f"version it serves, as the caller). Cached (policy {policy}, group hardware); see "
+            "the X-Cache headers.",
+        )
+        operation["x-slurmgate-cache"] = {"policy": policy, "group": "hardware"}
+        operation["operationId"] = f"slurmgate_get_hardware_{name}"
+        operation["parameters"] = [
+            _PARTITION_PARAMETER,
+            {"$ref": "#/components/parameters/slurmgate_cache_control"},
+        ]
+        ok_schema = {"$ref": f"#/components/schemas/slurmgate_hardware_{name}_resp"}
+        operation["responses"] = {
+            "200": {
+                "description": f"the hardware {name}",
+                "content": {"application/json": {"schema": ok_schema}},
+                "headers": {
+                    header: {"$ref": f"#/components/headers/{header}"}
+                    for header in sorted(_CACHE_HEADERS)
+                },
+            },
+            **{
+                status: {"$ref": f"#/components/responses/slurmgate_{status}"}
+                for status in sorted(_GATEWAY_ERRORS)
+            },
+            "404": _error_response("?partition= names no partition"),
+            "406": _error_response("Accept excludes application/json, the only type answered"),
+        }
+        paths[f"/hardware/{name}"] = {"get": operation}
+    return paths

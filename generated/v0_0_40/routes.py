@@ -219,7 +219,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -233,7 +233,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -261,7 +261,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -318,6 +318,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "hardware",
             "job",
             "jobs",
             "licenses",

@@ -246,7 +246,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -260,7 +260,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -288,7 +288,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -345,6 +345,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "hardware",
             "job",
             "jobs",
             "licenses",

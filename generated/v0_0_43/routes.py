@@ -246,7 +246,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -260,7 +260,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -288,7 +288,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -345,6 +345,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "hardware",
             "job",
             "jobs",
             "licenses",
@@ -367,7 +368,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -402,7 +403,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -430,7 +431,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,

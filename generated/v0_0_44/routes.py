@@ -232,7 +232,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -260,7 +260,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -274,7 +274,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -302,7 +302,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -359,6 +359,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "hardware",
             "job",
             "jobs",
             "licenses",
@@ -381,7 +382,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -416,7 +417,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -444,7 +445,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,

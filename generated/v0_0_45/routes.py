@@ -290,7 +290,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -318,7 +318,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -332,7 +332,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -360,7 +360,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:nodes:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -388,7 +388,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:partitions:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(),
     ),
     Route(
@@ -416,7 +416,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:partitions:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "partitions"),
+        invalidates=("hardware", "nodes", "partitions"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -458,6 +458,7 @@ ROUTES: tuple[Route, ...] = (
         cache=CachePolicy.NONE,
         cache_group="",
         invalidates=(
+            "hardware",
             "job",
             "jobs",
             "licenses",
@@ -480,7 +481,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,
@@ -515,7 +516,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(),
     ),
     Route(
@@ -543,7 +544,7 @@ ROUTES: tuple[Route, ...] = (
         scope="slurm:reservations:manage",
         cache=CachePolicy.NONE,
         cache_group="",
-        invalidates=("nodes", "reservations"),
+        invalidates=("hardware", "nodes", "reservations"),
         accounts=(
             AccountLocation(
                 kind=LocationKind.BODY,

@@ -12,7 +12,10 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import CachePolicy
 from slurmgate.policies.rules import load_scope_rules
+from slurmgate.server.app import build_app
+from slurmgate.server.config import parse_settings
 from slurmgate.server.endpoints.openapi import document, merged
+from slurmgate.server.routing import own_endpoints
 from tests.lab.env import REPO
 
 ALL = [api.version for api in VERSIONS]
@@ -107,3 +110,37 @@ def test_health_and_metrics_say_the_scopes_the_server_enforces(version: str) -> 
     assert doc["paths"]["/health"]["get"]["security"][0] == {}
     assert "security" not in doc["paths"]["/metrics"]["get"]
     assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "401", "403", "503"}
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_own_endpoints_say_the_scope_and_cache_policy_the_server_takes_from_policies(
+    version: str,
+) -> None:
+    settings = parse_settings(
+        {
+            "upstream": {"url": "http://127.0.0.1:6820"},
+            "slurm_user_token": {"jwt_key": "/nonexistent/jwt.key"},
+            "auth": {"tokens_file": "/nonexistent/tokens.toml"},
+        },
+        origin="test",
+    )
+    endpoints = own_endpoints(build_app(settings))
+    assert {"/hardware/table", "/hardware/stats", "/hardware/avail"} <= set(endpoints)
+    doc = document(version)
+    for path, endpoint in endpoints.items():
+        if "{" in path:
+            continue  # /openapi/v3/{version}: one literal path per version, checked above
+        operation = doc["paths"][path]["get"]
+        assert operation["operationId"] == endpoint.operation_id, path
+        if endpoint.scope is None:
+            assert operation["security"] == [], path
+        else:
+            assert operation["x-scopes"] == [endpoint.scope], path
+        route = endpoint.route
+        cache = operation.get("x-slurmgate-cache", {"policy": "none"})
+        if route is None:
+            assert cache == {"policy": "none"}, path
+        else:
+            assert cache == {"policy": str(route.cache), "group": route.cache_group}, path
+            assert route.cache is not CachePolicy.NONE
+            assert "X-Cache" in operation["responses"]["200"]["headers"], path

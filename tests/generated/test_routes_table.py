@@ -63,9 +63,14 @@ def test_mutating_operations_are_never_cached_nor_read_scoped(version: str) -> N
             assert not route.scope.endswith(":read") or route.scope == "util:read", route.path
 
 
-#: Every group some cached read of some version belongs to.
+#: Every group some cached read belongs to: slurmrestd's of some version, and the gateway's own
+#: cached endpoints (rules of namespace slurmgate, read by the server at start: /hardware/...).
 READ_GROUPS = frozenset(
     r.cache_group for routes in ROUTES.values() for r in routes if r.cache_group
+) | frozenset(
+    rule.group
+    for rule in load_cache_rules().rules
+    if rule.where.namespace == Namespace.SLURMGATE and rule.group
 )
 
 
@@ -113,8 +118,16 @@ def test_groups_span_versions() -> None:
     assert by_key[("DELETE", "/slurm/v0.0.45/jobs/")].invalidates == ("db-jobs", "job", "jobs")
     reconfigure = by_key[("GET", "/slurm/v0.0.42/reconfigure/")]
     assert reconfigure.invalidates == (
-        "job", "jobs", "licenses", "nodes", "partitions", "reservations", "shares", "slurm-conf",
+        "hardware", "job", "jobs", "licenses", "nodes", "partitions", "reservations", "shares",
+        "slurm-conf",
     )  # fmt: skip
+    # the gateway's /hardware/... answers are computed from nodes and partitions
+    for method, path in [
+        ("POST", "/slurm/v0.0.45/node/{node_name}"),
+        ("DELETE", "/slurm/v0.0.45/partition/{partition_name}"),
+        ("POST", "/slurm/v0.0.45/reservation"),
+    ]:
+        assert "hardware" in by_key[(method, path)].invalidates, path
     post_config = by_key[("POST", "/slurmdb/v0.0.43/config")]
     assert set(post_config.invalidates) == {
         g for r in ROUTES["v0.0.43"] if r.namespace == "slurmdb" for g in (r.cache_group,) if g
