@@ -41,7 +41,7 @@ from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import hardware, health, meta, metrics, openapi
+from slurmgate.server.endpoints import hardware, health, meta, metrics, openapi, usage
 from slurmgate.server.errors import error_middleware
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
@@ -163,6 +163,14 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             operation_id=f"slurmgate_get_hardware_{name}",
             access="token",
         )
+    # Computed from slurmdbd's job records; scope slurmdb:read, cached in the group db-jobs.
+    add_endpoint(
+        app,
+        "/slurmgate/v1/usage",
+        usage.usage,
+        operation_id="slurmgate_get_usage",
+        access="token",
+    )
     add_api_routes(app, forward)
     app.on_shutdown.append(_stopping)
     return app
