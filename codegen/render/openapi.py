@@ -11,9 +11,10 @@ generated from it works against the gateway:
   502, 504), and on cached reads the ``Cache-Control`` request header and the cache headers of
   the answer;
 - the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
-  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``), with the scopes those that take
-  credentials need and the cache policies of the cached ones (the server takes both from
-  ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
+  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``, ``/slurmgate/v1/usage``), with
+  the scopes those that take credentials need and the cache policies of the cached ones (the
+  server takes both from ``policies/``; tests/generated/test_openapi_documents.py checks that
+  they agree).
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -27,6 +28,12 @@ from typing import Any
 
 from slurmgate.codegen.ir import ApiSpec, Route
 from slurmgate.codegen.render.header import MARKER
+from slurmgate.codegen.render.openapi_usage import (
+    USAGE_DESCRIPTION,
+    USAGE_PARAMETERS,
+    USAGE_SCHEMAS,
+    USAGE_SUMMARY,
+)
 from slurmgate.policies.routing import CachePolicy
 
 __all__ = ["ERROR_SCHEMA", "GATEWAY_SECURITY", "render_openapi"]
@@ -153,6 +160,7 @@ def render_openapi(api: ApiSpec) -> str:
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _ERROR
     schemas.update(_HARDWARE_SCHEMAS)
+    schemas.update(USAGE_SCHEMAS)
     components["headers"] = _CACHE_HEADERS
     components["parameters"] = {"slurmgate_cache_control": _CACHE_CONTROL}
     components.setdefault("responses", {}).update(
@@ -355,6 +363,7 @@ def _own_paths(version: str) -> Json:
             }
         },
         **_hardware_paths(),
+        **_usage_paths(),
         f"/openapi/v3/{version}": {
             "get": {
                 "operationId": f"slurmgate_get_openapi_{version.replace('.', '')}",
@@ -566,3 +575,34 @@ def _hardware_paths() -> Json:
         }
         paths[f"/hardware/{name}"] = {"get": operation}
     return paths
+
+
+def _usage_paths() -> Json:
+    """The usage report: scope slurmdb:read, cached in group db-jobs (openapi_usage.py)."""
+    operation = _scoped("slurmdb:read", USAGE_SUMMARY, USAGE_DESCRIPTION)
+    operation["x-slurmgate-cache"] = {"policy": "normal", "group": "db-jobs"}
+    operation["operationId"] = "slurmgate_get_usage"
+    operation["parameters"] = [
+        *USAGE_PARAMETERS,
+        {"$ref": "#/components/parameters/slurmgate_cache_control"},
+    ]
+    operation["responses"] = {
+        "200": {
+            "description": "usage per group, and the total",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/slurmgate_usage_resp"}
+                }
+            },
+            "headers": {
+                header: {"$ref": f"#/components/headers/{header}"}
+                for header in sorted(_CACHE_HEADERS)
+            },
+        },
+        **{
+            status: {"$ref": f"#/components/responses/slurmgate_{status}"}
+            for status in sorted(_GATEWAY_ERRORS)
+        },
+        "406": _error_response("Accept excludes application/json, the only type answered"),
+    }
+    return {"/slurmgate/v1/usage": {"get": operation}}
