@@ -1,4 +1,4 @@
-"""``GET /usage``: TRES usage per account and/or user over a window, from slurmdbd's job records.
+"""``GET /slurmgate/v1/usage``: TRES usage per account and/or user over a window.
 
 Computed from ``GET /slurmdb/<newest version>/jobs`` read as the caller (Slurm's PrivateData
 applies as for any forwarded read), one day of the window per upstream call, at most
@@ -58,7 +58,8 @@ def _check_accept(request: web.Request) -> None:
     accept = ",".join(request.headers.getall("Accept", []))
     if not {part.split(";")[0].strip().lower() for part in accept.split(",")} <= _JSON_TYPES:
         raise NotAcceptable(
-            "GET /usage answers application/json only; send Accept: application/json or none",
+            "GET /slurmgate/v1/usage answers application/json only; send Accept: "
+            "application/json or none",
             source="Accept",
         )
 
@@ -150,7 +151,7 @@ async def usage(request: web.Request) -> web.Response:
     try:
         query = read_query(list(request.rel_url.query.items()), now)
     except QueryRefused as error:
-        raise BadRequest(f"GET /usage: {error.why}", source=error.where) from None
+        raise BadRequest(f"GET /slurmgate/v1/usage: {error.why}", source=error.where) from None
     identity = request[IDENTITY]
     allowed = _restriction(identity, query)
     served = request.app[UPSTREAM_VERSIONS]

@@ -1,4 +1,4 @@
-"""The query of ``GET /usage``, checked, and its window cut into the slices fetched upstream.
+"""The query of ``GET /slurmgate/v1/usage``, checked, and its window cut into upstream slices.
 
 ``start`` and ``end`` are RFC 3339 times with a zone (``2026-11-21T10:00:00Z``,
 ``2026-11-21T11:00:00+01:00``), dates (``2026-11-01``: midnight UTC), seconds since the epoch,
@@ -48,7 +48,7 @@ _LONGEST_TIME = 40
 
 
 class QueryRefused(ValueError):
-    """A query ``GET /usage`` cannot answer: ``where`` names the parameter, ``why`` the problem."""
+    """A query the usage endpoint cannot answer: ``where`` names the parameter, ``why`` what."""
 
     def __init__(self, where: str, why: str) -> None:
         super().__init__(f"{where}: {why}")
@@ -115,7 +115,7 @@ def read_query(pairs: Sequence[tuple[str, str]], now: int) -> UsageQuery:
         if name not in _PARAMETERS:
             raise QueryRefused(
                 f"query:{name[:64]}",
-                f"unknown parameter; GET /usage takes: {', '.join(_PARAMETERS)}",
+                f"unknown parameter; GET /slurmgate/v1/usage takes: {', '.join(_PARAMETERS)}",
             )
         if name in values:
             raise QueryRefused(f"query:{name}", "given more than once; list names with commas")
