@@ -18,7 +18,9 @@ it serves; 26.05: v0.0.45).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +55,9 @@ JOBS = (
     ("carol", "physics", 1, 24),
 )
 LONG = ("carol", "physics", 1, 600)
+#: submitted (held) in physics, then moved to chem before it runs: it is chem's, and a token
+#: limited to physics must not see it
+MOVED = ("carol", "physics", 1, 12)
 #: how long the jobs may take to start, run and reach slurmdbd
 WAIT_SECONDS = 240
 
@@ -92,9 +97,12 @@ async def get_usage(
         return data
 
 
-def submit(suite: LabSuite, user: str, account: str, cpus: int, seconds: int) -> str:
+def submit(
+    suite: LabSuite, user: str, account: str, cpus: int, seconds: int, *, hold: bool = False
+) -> str:
     out = suite.run(
         "sbatch",
+        *(["--hold"] if hold else []),
         "--parsable",
         "--chdir=/tmp",
         "--output=/dev/null",
@@ -145,7 +153,11 @@ async def test_usage_equals_sacct_over_a_window_inside_jobs(
     suite = lab.suites[suite_name]
     ids = [submit(suite, *job) for job in JOBS]
     long_id = submit(suite, *LONG)
+    moved = submit(suite, *MOVED, hold=True)
     try:
+        suite.run("scontrol", "update", f"JobId={moved}", "Account=chem", user=MOVED[0])
+        suite.run("scontrol", "release", moved, user=MOVED[0])
+        ids.append(moved)
         mine = await asyncio.to_thread(wait_for, suite, ids, long_id)
         runs = [mine[i] for i in ids]
         assert all(job.start is not None and job.end is not None for job in runs)
@@ -171,9 +183,12 @@ async def test_usage_equals_sacct_over_a_window_inside_jobs(
                 jobs, seconds = groups(data)[key]
                 assert jobs >= own.jobs
                 assert all(seconds[t] >= own.seconds[t] > 0 for t in ("cpu", "node", "billing"))
-            # limited to physics: exactly sacct's physics part, in every grouping
+            # limited to physics: exactly sacct's physics part, grouped by user too; the job
+            # moved to chem is chem's (sacct says so) and is not in carol's physics total
+            assert mine[moved].account == "chem"
             data = await get_usage(client, tokens["physics"], f"{window}&group_by=user")
             physics = [j for j in records if j.account == "physics"]
+            assert moved not in {j.job_id for j in physics}
             assert groups(data) == expected(sums(physics, start, end, now, ("user",)))
             await get_usage(client, tokens["physics"], f"{window}&account=chem", status=403)
             # up to now: the running job counts until the answer was computed
@@ -190,7 +205,10 @@ async def test_usage_equals_sacct_over_a_window_inside_jobs(
                 sums(carol, start, data["computed_at"], data["computed_at"], ("account",))
             )
     finally:
-        suite.run("scancel", long_id, user=LONG[0])
+        for job_id in (long_id, moved):
+            # scancel refuses a job that has ended already; a held one must not stay behind
+            with contextlib.suppress(subprocess.CalledProcessError):
+                suite.run("scancel", job_id, user=LONG[0])
 
 
 def last_rolled_hour(suite: LabSuite) -> int:
