@@ -157,7 +157,7 @@ async def usage(request: web.Request) -> web.Response:
     served = request.app[UPSTREAM_VERSIONS]
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
-    version = served[-1]  # oldest first; v0.0.40 and v0.0.41 of 24.11 refuse epoch end_time
+    version = served[-1]  # oldest first; 24.11's v0.0.40/41 refuse epoch times
     # Nothing can have run after now: a window reaching into the future is fetched up to now.
     fetched = slices(query.start, min(query.end, now + 1)) if query.start <= now else []
     limit = asyncio.Semaphore(MAX_SLICES_AT_ONCE)
