@@ -32,7 +32,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from slurmgate.server.app import build_app
 from tests.lab.env import Lab, LabSuite
-from tests.server.gateway import create_token, gateway_settings
+from tests.lab.private_restd import PrivateRestd
+from tests.server.gateway import create_token, gateway_settings, logged_requests
 from tests.server.usage.slurm_tools import (
     TRES,
     SacctJob,
@@ -64,18 +65,20 @@ WAIT_SECONDS = 240
 
 @asynccontextmanager
 async def usage_gateway(
-    suite: LabSuite, tmp_path: Path
+    suite: LabSuite, tmp_path: Path, url: str | None = None
 ) -> AsyncIterator[tuple[TestClient[Any, Any], dict[str, str]]]:
-    """A gateway in front of the suite's slurmrestd; tokens: dora (slurmdb:read, no account
-    patterns) and physics (carol, slurmdb:read, ``^physics$``)."""
+    """A gateway in front of the suite's slurmrestd (or ``url``); tokens: dora (slurmdb:read, no
+    account patterns), physics (carol, slurmdb:read, ``^physics$``) and carol (slurmdb:read)."""
     tokens_file = tmp_path / "tokens.toml"
     tokens = {
         "dora": create_token(tokens_file, "dora", scopes=("slurmdb:read",)),
         "physics": create_token(
             tokens_file, "carol", scopes=("slurmdb:read",), accounts=("^physics$",)
         ),
+        "carol": create_token(tokens_file, "carol", scopes=("slurmdb:read",)),
     }
-    settings = gateway_settings(suite, "http", tokens_file)
+    upstream: dict[str, object] = {"url": url} if url else {}
+    settings = gateway_settings(suite, "http", tokens_file, upstream=upstream)
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings), host="127.0.0.1"))
     await client.start_server()
     try:
@@ -85,14 +88,17 @@ async def usage_gateway(
 
 
 async def get_usage(
-    client: TestClient[Any, Any], token: str, query: str, status: int = 200
+    client: TestClient[Any, Any], token: str, query: str, status: int = 200, cache: str = "MISS"
 ) -> dict[str, Any]:
+    """The answer, computed afresh (``Cache-Control: no-cache``) unless ``cache`` is HIT."""
+    fresh = {} if cache == "HIT" else {"Cache-Control": "no-cache"}
     async with client.get(
-        f"{USAGE}?{query}",
-        headers={"Authorization": f"Bearer {token}", "Cache-Control": "no-cache"},
+        f"{USAGE}?{query}", headers={"Authorization": f"Bearer {token}", **fresh}
     ) as response:
         body = await response.read()
         assert response.status == status, body[:1000]
+        if status == 200:
+            assert response.headers["X-Cache"] == cache
         data: dict[str, Any] = json.loads(body)
         return data
 
@@ -258,3 +264,38 @@ async def test_usage_equals_sreport_over_rolled_up_hours(
             assert seconds.get(key, {}).get(tres, 0) == used, (key, tres)
             printed = minutes.get(key, {}).get(tres, 0)
             assert printed == int(f"{used / 60:.0f}"), (key, tres)
+
+
+@pytest.mark.parametrize("suite_name", SUITES)
+async def test_a_second_report_is_a_hit_and_patterns_get_their_own(
+    lab: Lab, tmp_path: Path, suite_name: str
+) -> None:
+    """Counted in the log of a slurmrestd of the test's own, which nothing else uses."""
+    suite = lab.suites[suite_name]
+    jobs_path = f"/slurmdb/{suite.versions[-1]}/jobs"
+    end = int(time.time()) // 3600 * 3600
+    window = f"start={end - 2 * 86400}&end={end}"  # two days: two upstream calls
+    restd = PrivateRestd(suite.root, tmp_path / "slurmrestd.log")
+    await asyncio.to_thread(restd.start)
+    try:
+        async with usage_gateway(suite, tmp_path, restd.url) as (client, tokens):
+
+            def calls() -> int:
+                return logged_requests(restd.log, "GET", jobs_path)
+
+            assert calls() == 0
+            first = await get_usage(client, tokens["carol"], window)
+            assert calls() == 2
+            again = await get_usage(client, tokens["carol"], window, cache="HIT")
+            assert again == first
+            assert calls() == 2
+            # carol again, but limited to physics: never carol's unlimited entry
+            limited = await get_usage(client, tokens["physics"], window)
+            assert calls() == 4
+            assert {g["account"] for g in limited["groups"]} <= {"physics"}
+            physics = [g for g in first["groups"] if g["account"] == "physics"]
+            assert limited["groups"] == physics
+            await get_usage(client, tokens["physics"], window, cache="HIT")
+            assert calls() == 4
+    finally:
+        await asyncio.to_thread(restd.stop)
