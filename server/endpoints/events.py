@@ -152,6 +152,15 @@ async def jobs(request: web.Request) -> web.StreamResponse:
     if per_user is None:
         per_user = settings.cache.per_user
     view = View(Visibility(identity.accounts, identity.user if per_user else None), job_filter)
+    headers = {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-store",
+        # nginx would otherwise buffer the stream
+        "X-Accel-Buffering": "no",
+        "Server": "slurmgate",
+    }
+    if request.method == "HEAD":
+        return web.Response(headers=headers)  # the headers a GET would get; no stream, no slot
     if not await events.first_list(settings.upstream.timeout):
         raise UpstreamUnavailable(
             "the job events have no list of jobs from slurmrestd yet", source="slurmgate events"
@@ -162,16 +171,8 @@ async def jobs(request: web.Request) -> web.StreamResponse:
         if error.per_caller:
             raise TooManyRequests(error.description, retry_after=settings.events.retry) from None
         raise GatewayBusy(error.description, retry_after=settings.events.retry) from None
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-store",
-            # nginx would otherwise buffer the stream
-            "X-Accel-Buffering": "no",
-            "Server": "slurmgate",
-            REQUEST_ID_HEADER: request[REQUEST_ID],
-        }
-    )
+    # observe adds X-Request-ID only to answers not yet sent: a stream is sent before it ends.
+    response = web.StreamResponse(headers={**headers, REQUEST_ID_HEADER: request[REQUEST_ID]})
     try:
         await response.prepare(request)
         await _stream(request, response, subscription, start)

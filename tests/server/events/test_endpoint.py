@@ -170,6 +170,16 @@ async def test_refusals_are_answered_in_the_envelope(
         assert gw.client.app[JOB_EVENTS].subscribers == 0
 
 
+async def test_head_answers_the_headers_without_a_stream(tmp_path: Path) -> None:
+    async with gateway(tmp_path) as gw:
+        headers = {"Authorization": f"Bearer {gw.tokens['all']}"}
+        async with gw.client.head(PATH, headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+        assert gw.client.app[JOB_EVENTS].subscribers == 0
+        assert gw.upstream.asked == []  # nobody listens: no poll
+
+
 async def test_last_event_id_gets_what_was_missed_or_a_resync(tmp_path: Path) -> None:
     async with gateway(tmp_path) as gw, gw.open("bob") as keeper:
         await snapshot(keeper)  # keeps the poller going while the other client is away
