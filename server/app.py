@@ -52,6 +52,7 @@ from slurmgate.server.identity.tokens import tokens_ctx
 from slurmgate.server.keys import (
     CACHE,
     CONFIG_FILE,
+    JOB_EVENTS,
     METRICS,
     RATE_LIMITS,
     REQUIREMENTS,
@@ -116,6 +117,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
         token=lambda: app.get(SLURM_USER_TOKEN),
         gate=lambda: app.get(UPSTREAM_GATE),
         limits=lambda: app.get(RATE_LIMITS),
+        events=lambda: app.get(JOB_EVENTS),
     )
     app.cleanup_ctx.extend(
         [

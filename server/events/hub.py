@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slurmgate.server.events import sse
 from slurmgate.server.events.buffer import EventBuffer, Gap
@@ -22,7 +22,32 @@ from slurmgate.server.events.changes import Change
 from slurmgate.server.events.filters import View
 from slurmgate.server.events.records import JobRecord
 
-__all__ = ["JobEvents", "Start", "Subscription", "TooManySubscribers", "snapshot_frame"]
+__all__ = [
+    "ENDINGS",
+    "EventStats",
+    "JobEvents",
+    "Start",
+    "Subscription",
+    "TooManySubscribers",
+    "snapshot_frame",
+]
+
+#: Why streams end, as counted: the ``end`` event's reasons, and ``client_gone`` (the client
+#: closed the connection or stopped reading for events.write_timeout).
+ENDINGS = ("slow_consumer", "shutdown", "max_duration", "credentials", "client_gone")
+
+
+@dataclass(slots=True)
+class EventStats:
+    """Counters of the stream, read by the metrics when scraped (guarded by the event loop)."""
+
+    polls: int = 0
+    failed_polls: int = 0
+    #: events published (each counted once, however many subscribers got it)
+    events: int = 0
+    #: streams started, and ended by reason (ENDINGS)
+    streams: int = 0
+    ended: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ENDINGS, 0))
 
 
 class TooManySubscribers(Exception):
@@ -180,6 +205,7 @@ class JobEvents:
         # Requests waiting for the first list (they want the poller too).
         self._waiting = 0
         self._closed: str | None = None
+        self.stats = EventStats()
 
     @property
     def last_id(self) -> str:
@@ -242,6 +268,7 @@ class JobEvents:
         self.jobs = jobs
         if count:
             self.jobs_time = now
+        self.stats.events += count
         self.ready.set()
         return count
 
@@ -270,6 +297,7 @@ class JobEvents:
         subscription = Subscription(view, caller, self._queue_size, start.last_id)
         self._subscribers.add(subscription)
         self._per_caller[caller] += 1
+        self.stats.streams += 1
         self._wanted.set()
         return subscription, start
 
@@ -288,8 +316,12 @@ class JobEvents:
         return Start("replay", tuple(frames), {}, None, last, self.jobs_time)
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        """Forget a subscriber (its handler has ended)."""
+        """Forget a subscriber (its handler has ended), counting why it ended."""
         if subscription in self._subscribers:
+            ending = subscription.ending
+            reason = ending.reason if ending is not None else "client_gone"
+            if reason in self.stats.ended:
+                self.stats.ended[reason] += 1
             self._subscribers.discard(subscription)
             self._per_caller[subscription.caller] -= 1
             if self._per_caller[subscription.caller] <= 0:

@@ -96,6 +96,7 @@ class Poller:
     async def poll(self) -> int:
         """One poll: the events it published (the first one publishes none, it sets the state)."""
         self.polls += 1
+        self.events.stats.polls += 1
         asked_since = self.update_time
         body = await self.fetch(asked_since)
         known = self.events.jobs
@@ -126,5 +127,6 @@ class Poller:
             )
             if failed is not None:
                 self.failures += 1
+                self.events.stats.failed_polls += 1
                 log.warning("job events: poll failed (%s); next in %.1f s", failed, self.interval)
             await self._sleep(self.interval)

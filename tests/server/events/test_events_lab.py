@@ -6,7 +6,10 @@ slurmrestd of the test's own logs one jobs poll per interval, not one per subscr
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,8 +22,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from slurmgate.server.app import build_app
+from slurmgate.server.keys import METRICS
 from tests.lab.env import Lab, LabSuite
-from tests.lab.private_restd import PrivateRestd
+from tests.lab.private_restd import PrivateRestd, free_port
 from tests.server.events.stream import SseReader
 from tests.server.gateway import create_token, gateway_settings, logged_requests
 
@@ -84,7 +88,7 @@ async def listen(
 @asynccontextmanager
 async def events_gateway(
     suite: LabSuite, tmp_path: Path
-) -> AsyncIterator[tuple[str, PrivateRestd, dict[str, str]]]:
+) -> AsyncIterator[tuple[TestServer, PrivateRestd, dict[str, str]]]:
     """A gateway (on a real port) in front of a slurmrestd of our own; tokens with the scope."""
     restd = PrivateRestd(suite.root, tmp_path / "slurmrestd.log")
     await asyncio.to_thread(restd.start)
@@ -102,7 +106,7 @@ async def events_gateway(
         server = TestServer(build_app(settings), host="127.0.0.1")
         await server.start_server()
         try:
-            yield str(server.make_url("")).rstrip("/"), restd, tokens
+            yield server, restd, tokens
         finally:
             await server.close()
     finally:
@@ -161,9 +165,10 @@ async def test_200_subscribers_share_one_poller(lab: Lab, tmp_path: Path, suite_
         connected += 1
 
     async with (
-        events_gateway(suite, tmp_path) as (url, restd, tokens),
+        events_gateway(suite, tmp_path) as (server, restd, tokens),
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
     ):
+        url = str(server.make_url("")).rstrip("/")
         tasks = [
             asyncio.create_task(listen(session, url, tokens[s.who], s, ready)) for s in subscribers
         ]
@@ -184,6 +189,13 @@ async def test_200_subscribers_share_one_poller(lab: Lab, tmp_path: Path, suite_
             )
             elapsed = time.monotonic() - started
             polls = logged_requests(restd.log, "GET", jobs_path) - polls_before
+            # the gateway's own count of its polls is what slurmrestd logged, all of them
+            registry = server.app[METRICS].registry
+            counted = sum(
+                registry.get_sample_value("slurmgate_events_polls_total", {"outcome": o}) or 0
+                for o in ("ok", "failed")
+            )
+            assert counted == logged_requests(restd.log, "GET", jobs_path)
         finally:
             for task in tasks:
                 task.cancel()
@@ -248,3 +260,70 @@ def check(subscribers: list[Subscriber], submitted: dict[str, int]) -> None:
             assert ours(subscriber.events, ids) == ours(reference.events, chem_ids)
         else:
             assert ours(subscriber.events, ids) == expected
+
+
+async def open_stream(
+    session: aiohttp.ClientSession, url: str, token: str
+) -> aiohttp.ClientResponse:
+    """GET the stream; retried (bounded) while the gateway is not yet accepting connections."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await session.get(url, headers={"Authorization": f"Bearer {token}"})
+        except aiohttp.ClientConnectorError:
+            assert time.monotonic() < deadline, "the gateway did not start listening"
+            await asyncio.sleep(0.1)
+
+
+async def test_sigterm_ends_every_stream_at_once(lab: Lab, tmp_path: Path) -> None:
+    """``slurmgate serve`` stopped with SIGTERM: each stream gets its ``end`` event (reason
+    shutdown) and the process exits long before ``listen.shutdown_timeout``."""
+    suite = lab.suites["forky"]
+    port = free_port()
+    token = create_token(tmp_path / "tokens.toml", "alice", scopes=("slurmgate:events",))
+    config = tmp_path / "slurmgate.toml"
+    config.write_text(
+        f'[listen]\nport = {port}\nshutdown_timeout = 60.0\n[upstream]\nurl = "{suite.url}"\n'
+        f'[slurm_user_token]\njwt_key = "{suite.jwt_key}"\n[auth]\ntokens_file = "tokens.toml"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "slurmgate"),
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}{PATH}"
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line.decode().strip() == f"slurmgate: listening on http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            one = await open_stream(session, url, token)
+            two = await open_stream(session, url + "?user=bob", token)
+            try:
+                readers = [SseReader(one, within=30), SseReader(two, within=30)]
+                for reader in readers:
+                    assert (await reader.event()).event == "snapshot"
+                stopped = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                for reader in readers:
+                    frame = await reader.event()
+                    assert (frame.event, frame.data["reason"]) == ("end", "shutdown")
+                    assert await reader.frame() is None
+            finally:
+                one.release()
+                two.release()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert time.monotonic() - stopped < 30  # not the 60 s of shutdown_timeout
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    stderr = (await process.stderr.read()).decode()
+    access = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [line["operation"] for line in access] == ["slurmgate_get_events_jobs"] * 2
+    assert {line["status"] for line in access} == {200}
+    assert all(line["bytes"] > 0 for line in access)
