@@ -237,6 +237,12 @@ async def test_a_revoked_token_ends_its_stream(tmp_path: Path) -> None:
         reader, _ = await snapshot(response)
         store = gw.client.app[TOKENS]
         (name,) = [n for n, e in store.entries.items() if e.accounts]  # the physics token
+        # a reload that leaves the token as it was changes nothing for its stream
+        create_token(gw.tokens_file, "dora", scopes=("slurmgate:events",))
+        assert await store.refresh(force=True)
+        gw.upstream.put(job(1, "RUNNING"))
+        frame = await reader.event()
+        assert (frame.event, frame.data["job"]["job_id"]) == ("changed", 1)
         assert cli(["token", "revoke", "--tokens-file", str(gw.tokens_file), name]) == 0
         await store.refresh(force=True)
         frame = await reader.event()
