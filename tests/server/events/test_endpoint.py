@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from slurmgate.server.app import build_app
 from slurmgate.server.cli import main as cli
 from slurmgate.server.config import parse_settings
-from slurmgate.server.keys import JOB_EVENTS, TOKENS
+from slurmgate.server.keys import JOB_EVENTS, METRICS, TOKENS
 from tests.server.events.fakes import FakeJobsRestd, job, serve
 from tests.server.events.stream import Frame, SseReader
 from tests.server.gateway import create_token
@@ -170,6 +170,50 @@ async def test_refusals_are_answered_in_the_envelope(
         assert gw.client.app[JOB_EVENTS].subscribers == 0
 
 
+async def test_streams_outlive_a_failing_slurmrestd(tmp_path: Path) -> None:
+    async with gateway(tmp_path) as gw, gw.open("all") as response:
+        reader, _ = await snapshot(response)
+        gw.upstream.failing = 502
+        await gw.upstream.wait_polls(2)
+        gw.upstream.put(job(1, "RUNNING"))
+        frame = await reader.frame()  # a heartbeat: the stream stays open meanwhile
+        assert frame is not None
+        assert frame.comments == ["heartbeat"]
+        gw.upstream.failing = None
+        frame = await reader.event()  # the change made while it failed, once it answers
+        assert (frame.event, frame.data["job"]["state"]) == ("changed", ["RUNNING"])
+        registry = gw.client.app[METRICS].registry
+        failed = registry.get_sample_value("slurmgate_events_polls_total", {"outcome": "failed"})
+        assert failed is not None
+        assert failed >= 2
+
+
+async def test_no_first_list_is_a_502(tmp_path: Path) -> None:
+    upstream = FakeJobsRestd(failing=502)
+    async with serve(upstream) as url:
+        tokens_file = tmp_path / "tokens.toml"
+        token = create_token(tokens_file, "alice", scopes=("slurmgate:events",))
+        key = tmp_path / "jwt.key"
+        key.write_bytes(b"k" * 64)
+        settings = parse_settings(
+            {
+                "upstream": {"url": url, "timeout": 1.0},
+                "slurm_user_token": {"jwt_key": str(key)},
+                "auth": {"tokens_file": str(tokens_file)},
+                "events": FAST,
+            },
+            origin="test",
+        )
+        async with TestClient(TestServer(build_app(settings), host="127.0.0.1")) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with client.get(PATH, headers=headers) as response:
+                assert response.status == 502
+                body = json.loads(await response.read())
+            assert body["errors"][0]["source"] == "slurmgate events"
+            assert client.app[JOB_EVENTS].subscribers == 0
+    assert upstream.asked  # it tried
+
+
 async def test_head_answers_the_headers_without_a_stream(tmp_path: Path) -> None:
     async with gateway(tmp_path) as gw:
         headers = {"Authorization": f"Bearer {gw.tokens['all']}"}
@@ -213,7 +257,15 @@ async def test_a_slow_consumer_is_told_and_disconnected(tmp_path: Path) -> None:
         assert frame.event_id is None
         assert frame.data["reason"] == "slow_consumer"
         assert await reader.frame() is None
-        assert gw.client.app[JOB_EVENTS].subscribers == 0
+        app = gw.client.app
+        assert app[JOB_EVENTS].subscribers == 0
+        registry = app[METRICS].registry
+        ended = registry.get_sample_value(
+            "slurmgate_events_streams_ended_total", {"reason": "slow_consumer"}
+        )
+        assert ended == 1
+        assert registry.get_sample_value("slurmgate_events_published_total") == 3
+        assert registry.get_sample_value("slurmgate_events_subscribers") == 0
 
 
 async def test_streams_are_bounded_per_caller_and_in_total(tmp_path: Path) -> None:
