@@ -35,7 +35,7 @@ class SseReader:
         found = Frame()
         seen = False
         async with asyncio.timeout(self.within):
-            while True:
+            while True:  # bounded by the timeout above
                 raw = await self.response.content.readline()
                 if not raw:
                     return found if seen else None

@@ -44,6 +44,8 @@ EVENTS: dict[str, object] = {
 SUBSCRIBERS = (("all", "", 130), ("physics", "", 30), ("chem", "", 25), ("all", "?user=bob", 15))
 #: seconds the whole scenario may take once the jobs are submitted
 DEADLINE = 120.0
+#: frames one subscriber may read (the scenario makes a few dozen, other tests' jobs included)
+MAX_FRAMES = 100_000
 FINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
 
 
@@ -74,7 +76,8 @@ async def listen(
         assert first.event == "snapshot"
         subscriber.snapshot = first.data["jobs"]
         ready()
-        while True:
+        # bounded: each read by DEADLINE, and the test cancels the task when it is done
+        for _ in range(MAX_FRAMES):
             frame = await reader.frame()
             if frame is None:
                 return
@@ -83,6 +86,7 @@ async def listen(
                 return
             if frame.event is not None:
                 subscriber.events.append(frame.data)
+        raise AssertionError(f"more than {MAX_FRAMES} frames")
 
 
 @asynccontextmanager
