@@ -119,6 +119,10 @@ class Poller:
             except (SlurmgateError, UnreadableJobs) as error:
                 failed: Exception | None = error
                 changed = False
+            except Exception as error:
+                # A bug must not silently end every stream's events: logged, retried.
+                log.exception("job events: the poll failed unexpectedly")
+                failed, changed = error, False
             else:
                 failed = None
             took = self._clock() - started

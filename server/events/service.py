@@ -72,6 +72,9 @@ async def events_shutdown(app: web.Application) -> None:
     """On SIGTERM: end every stream cleanly (a final ``end`` event), so that aiohttp need not
     wait ``listen.shutdown_timeout`` for them nor cut them."""
     events = app.get(JOB_EVENTS)
-    if events is not None and events.subscribers:
+    if events is None:
+        return
+    if events.subscribers:
         log.info("ending %d job event streams: the gateway is stopping", events.subscribers)
-        events.close("shutdown", "the gateway is stopping; reconnect with Last-Event-ID")
+    # Also refuses streams asked for from now on (503): the gateway is going away.
+    events.close("shutdown", "the gateway is stopping; reconnect with Last-Event-ID")

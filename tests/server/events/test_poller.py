@@ -176,3 +176,33 @@ async def test_an_unreadable_answer_changes_nothing() -> None:
             await poller.poll()
     assert sorted(hub.jobs) == [1]
     assert poller.update_time == 100
+
+
+async def test_an_unexpected_error_is_logged_and_the_poller_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = events()
+    subscription, _ = hub.subscribe(ALL, "a", None)
+    script = Script(
+        listing(job(1), at=100), RuntimeError("a bug"), listing(job(1, "RUNNING"), at=101)
+    )
+    slept: list[float] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            done.set()
+            await asyncio.Event().wait()
+
+    poller = Poller(hub, script, BOUNDS, clock=Clock(), sleep=sleep)
+    task = asyncio.create_task(poller.run())
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert poller.failures == 1
+    assert "the poll failed unexpectedly" in caplog.text
+    assert b"event: changed" in b"".join(await subscription.take(1))
