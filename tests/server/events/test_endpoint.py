@@ -43,7 +43,9 @@ class Gateway:
 
 
 @asynccontextmanager
-async def gateway(tmp_path: Path, **events: object) -> AsyncIterator[Gateway]:
+async def gateway(
+    tmp_path: Path, cache: dict[str, object] | None = None, **events: object
+) -> AsyncIterator[Gateway]:
     """The gateway with fast polls in front of a FakeJobsRestd holding jobs 1 (alice, physics)
     and 2 (bob, chem, partition batch)."""
     upstream = FakeJobsRestd()
@@ -65,6 +67,7 @@ async def gateway(tmp_path: Path, **events: object) -> AsyncIterator[Gateway]:
                 "slurm_user_token": {"jwt_key": str(key)},
                 "auth": {"tokens_file": str(tokens_file)},
                 "events": FAST | events,
+                "cache": cache or {},
             },
             origin="test",
         )
@@ -127,6 +130,27 @@ async def test_a_physics_token_never_sees_chem(tmp_path: Path) -> None:
         frame = await reader.event()
         assert (frame.event, frame.data["why"]) == ("left", "no_longer_matches")
         assert frame.data["job"]["account"] == "physics"
+
+
+@pytest.mark.parametrize(
+    ("events", "cache"),
+    [({"per_user": True}, None), ({}, {"per_user": True})],
+    ids=["events.per_user", "cache.per_user"],
+)
+async def test_per_user_shows_only_the_callers_jobs(
+    tmp_path: Path, events: dict[str, object], cache: dict[str, object] | None
+) -> None:
+    async with (
+        gateway(tmp_path, cache, **events) as gw,
+        gw.open("bob", "?user=alice,bob") as response,
+    ):
+        reader, first = await snapshot(response)
+        assert [(j["job_id"], j["user"]) for j in first.data["jobs"]] == [(2, "bob")]
+        gw.upstream.put(job(1, "RUNNING"))  # alice's
+        await gw.upstream.wait_polls(2)
+        gw.upstream.put(job(2, "COMPLETED", user="bob", account="chem", partition="batch"))
+        frame = await reader.event()
+        assert (frame.event, frame.data["job"]["job_id"]) == ("changed", 2)
 
 
 async def test_query_filters(tmp_path: Path) -> None:
