@@ -24,7 +24,9 @@ hit are requests too (docs/operations.md, Limits).
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
 watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), the
 response cache (and its Redis connections), the discovery of the API versions the upstream
-serves, the health checks, and the SIGHUP reloader (server/reload.py). Made here, holding no
+serves, the health checks, the job events' poller (server/events/service.py), and the SIGHUP
+reloader (server/reload.py). On shutdown, the job event streams are ended first (a final
+``end`` event), so that aiohttp does not wait for them. Made here, holding no
 resource: the Prometheus registry (``app[METRICS]``, whose collectors read the cache, the token,
 the gate and the limits when scraped), the rate limits (``app[RATE_LIMITS]``), the cap on
 upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``) and the group and network rules
@@ -41,14 +43,16 @@ from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import hardware, health, meta, metrics, openapi, usage
+from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi, usage
 from slurmgate.server.errors import error_middleware
+from slurmgate.server.events.service import events_ctx, events_shutdown
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
 from slurmgate.server.identity.tokens import tokens_ctx
 from slurmgate.server.keys import (
     CACHE,
     CONFIG_FILE,
+    JOB_EVENTS,
     METRICS,
     RATE_LIMITS,
     REQUIREMENTS,
@@ -113,6 +117,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
         token=lambda: app.get(SLURM_USER_TOKEN),
         gate=lambda: app.get(UPSTREAM_GATE),
         limits=lambda: app.get(RATE_LIMITS),
+        events=lambda: app.get(JOB_EVENTS),
     )
     app.cleanup_ctx.extend(
         [
@@ -123,6 +128,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             cache_ctx,
             versions_ctx,
             health_ctx,
+            events_ctx,
             reload_ctx,
         ]
     )
@@ -163,6 +169,14 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             operation_id=f"slurmgate_get_hardware_{name}",
             access="token",
         )
+    # Server-Sent Events from one shared poller (server/events/); never cached.
+    add_endpoint(
+        app,
+        "/slurmgate/v1/events/jobs",
+        events.jobs,
+        operation_id="slurmgate_get_events_jobs",
+        access="token",
+    )
     # Computed from slurmdbd's job records; scope slurmdb:read, cached in the group db-jobs.
     add_endpoint(
         app,
@@ -173,6 +187,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
     )
     add_api_routes(app, forward)
     app.on_shutdown.append(_stopping)
+    app.on_shutdown.append(events_shutdown)
     return app
 
 

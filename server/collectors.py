@@ -1,6 +1,7 @@
 """Prometheus collectors read when ``/metrics`` is scraped: the response cache, the SlurmUser
-token, the upstream gate and the rate limits. They export what those objects already keep
-(:class:`~.cache.store.CacheStats`, the token's times, the gate's and limiters' counters), so
+token, the upstream gate, the rate limits and the job events. They export what those objects
+already keep (:class:`~.cache.store.CacheStats`, the token's times, the gate's and limiters'
+counters, the events' :class:`~.events.hub.EventStats`), so
 nothing is counted twice and the hot path pays nothing for these metrics.
 """
 
@@ -13,11 +14,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
+    from slurmgate.server.events.hub import JobEvents
     from slurmgate.server.limits import RateLimits
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
 
-__all__ = ["CacheCollector", "LimitsCollector", "TokenCollector"]
+__all__ = ["CacheCollector", "EventsCollector", "LimitsCollector", "TokenCollector"]
 
 #: CacheStats field -> (metric name without _total, help); requests by outcome are apart.
 _CACHE_COUNTERS = (
@@ -195,3 +197,53 @@ class LimitsCollector:
                 buckets.add_metric([kind], len(table))
             yield refused
             yield buckets
+
+
+class EventsCollector:
+    """The job events: streams open, polls, events published, streams ended by reason."""
+
+    def __init__(self, events: Callable[[], JobEvents | None]) -> None:
+        self._events = events
+
+    def describe(self) -> Iterator[Metric]:
+        """The metric names, without reading the events."""
+        yield GaugeMetricFamily("slurmgate_events_subscribers", "")
+        yield CounterMetricFamily("slurmgate_events_streams", "")
+        yield CounterMetricFamily("slurmgate_events_streams_ended", "", labels=["reason"])
+        yield CounterMetricFamily("slurmgate_events_polls", "", labels=["outcome"])
+        yield CounterMetricFamily("slurmgate_events_published", "")
+
+    def collect(self) -> Iterator[Metric]:
+        """The current values (nothing before the app has started)."""
+        events = self._events()
+        if events is None:
+            return
+        stats = events.stats
+        yield GaugeMetricFamily(
+            "slurmgate_events_subscribers", "Job event streams open", value=events.subscribers
+        )
+        yield CounterMetricFamily(
+            "slurmgate_events_streams", "Job event streams started", value=stats.streams
+        )
+        ended = CounterMetricFamily(
+            "slurmgate_events_streams_ended",
+            "Job event streams ended, by reason: slow_consumer, shutdown, max_duration, "
+            "credentials, client_gone",
+            labels=["reason"],
+        )
+        for reason, count in stats.ended.items():
+            ended.add_metric([reason], count)
+        yield ended
+        polls = CounterMetricFamily(
+            "slurmgate_events_polls",
+            "Polls of slurmrestd's jobs by the job events' poller: ok, failed",
+            labels=["outcome"],
+        )
+        polls.add_metric(["ok"], stats.polls - stats.failed_polls)
+        polls.add_metric(["failed"], stats.failed_polls)
+        yield polls
+        yield CounterMetricFamily(
+            "slurmgate_events_published",
+            "Job events published (once each, however many streams got it)",
+            value=stats.events,
+        )

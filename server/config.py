@@ -29,6 +29,7 @@ from slurmgate.server.config_types import (
     parse_url,
 )
 from slurmgate.server.errors import ConfigError
+from slurmgate.server.events.settings import EventsSettings
 
 __all__ = [
     "AuthSettings",
@@ -343,6 +344,7 @@ class Settings(Section):
     limits: LimitsSettings = LimitsSettings()
     cache: CacheSettings = CacheSettings()
     health: HealthSettings = HealthSettings()
+    events: EventsSettings = EventsSettings()
     #: API versions to serve (default: every generated version the upstream serves)
     versions: Texts = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -16,6 +16,7 @@
         ├── UpstreamUnavailable     502  connection refused or broken, bad HTTP
         ├── UpstreamBusy            503  the upstream queue is full or too slow (adds Retry-After)
         └── UpstreamTimeout         504  no answer within the configured time
+    GatewayBusy                     503  the gateway's own capacity is used up (adds Retry-After)
     ConfigError                     start-up only: the configuration is wrong (never HTTP)
 
 Bodies use slurmrestd's envelope, so clients that parse slurmrestd's errors parse ours:
@@ -37,6 +38,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "Forbidden",
+    "GatewayBusy",
     "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
@@ -189,6 +191,18 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     error = "Upstream slurmrestd timed out"
+
+
+class GatewayBusy(SlurmgateError):
+    """The gateway itself has no room (every job event stream it allows is open): 503."""
+
+    status = 503
+    error = "Gateway busy"
+
+    def __init__(self, description: str, *, retry_after: float, source: str = "slurmgate") -> None:
+        super().__init__(
+            description, source=source, headers={"Retry-After": str(retry_seconds(retry_after))}
+        )
 
 
 class ConfigError(Exception):

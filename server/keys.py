@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from slurmgate.policies.routing import Route
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
+    from slurmgate.server.events.hub import JobEvents
     from slurmgate.server.health import HealthMonitor
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier
@@ -33,6 +34,7 @@ __all__ = [
     "ENDPOINT",
     "HEALTH",
     "IDENTITY",
+    "JOB_EVENTS",
     "METRICS",
     "MUNGE",
     "RATE_LIMITS",
@@ -74,6 +76,8 @@ RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
 RATE_LIMITS: web.AppKey[RateLimits] = web.AppKey("rate_limits")
 #: the cap on calls to slurmrestd under way, and its queue (set in build_app)
 UPSTREAM_GATE: web.AppKey[UpstreamGate] = web.AppKey("upstream_gate")
+#: the job event stream and its subscribers (set by events_ctx, server/events/service.py)
+JOB_EVENTS: web.AppKey[JobEvents] = web.AppKey("job_events")
 #: the group and network rules of [[authorization.require]] in force: a list whose contents
 #: SIGHUP replaces in place (set in build_app, read by the authorize step)
 REQUIREMENTS: web.AppKey[list[Requirement]] = web.AppKey("requirements")

@@ -26,10 +26,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from slurmgate.server.collectors import CacheCollector, LimitsCollector, TokenCollector
+from slurmgate.server.collectors import (
+    CacheCollector,
+    EventsCollector,
+    LimitsCollector,
+    TokenCollector,
+)
 
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
+    from slurmgate.server.events.hub import JobEvents
     from slurmgate.server.limits import RateLimits
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
@@ -73,6 +79,7 @@ class Metrics:
         token: Callable[[], SlurmUserToken | None],
         gate: Callable[[], UpstreamGate | None] = lambda: None,
         limits: Callable[[], RateLimits | None] = lambda: None,
+        events: Callable[[], JobEvents | None] = lambda: None,
     ) -> None:
         """``cache``, ``token``, ``gate`` and ``limits`` return the app's cache, SlurmUser token
         manager, upstream gate and rate limits when scraped (None before the cleanup contexts
@@ -98,6 +105,7 @@ class Metrics:
         self.registry.register(CacheCollector(cache, cache_backend))
         self.registry.register(TokenCollector(token))
         self.registry.register(LimitsCollector(gate, limits))
+        self.registry.register(EventsCollector(events))
         ProcessCollector(namespace="slurmgate", registry=self.registry)
 
     def request(

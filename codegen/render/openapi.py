@@ -11,10 +11,10 @@ generated from it works against the gateway:
   502, 504), and on cached reads the ``Cache-Control`` request header and the cache headers of
   the answer;
 - the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
-  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``, ``/slurmgate/v1/usage``), with
-  the scopes those that take credentials need and the cache policies of the cached ones (the
-  server takes both from ``policies/``; tests/generated/test_openapi_documents.py checks that
-  they agree).
+  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``, ``/slurmgate/v1/events/jobs``
+  from openapi_events.py, ``/slurmgate/v1/usage`` from openapi_usage.py), with the scopes those
+  that take credentials need and the cache policies of the cached ones (the server takes both
+  from ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -28,6 +28,12 @@ from typing import Any
 
 from slurmgate.codegen.ir import ApiSpec, Route
 from slurmgate.codegen.render.header import MARKER
+from slurmgate.codegen.render.openapi_events import (
+    EVENTS_PATH,
+    EVENTS_SCHEMAS,
+    EVENTS_SCOPE,
+    events_operation,
+)
 from slurmgate.codegen.render.openapi_usage import (
     USAGE_DESCRIPTION,
     USAGE_PARAMETERS,
@@ -160,6 +166,7 @@ def render_openapi(api: ApiSpec) -> str:
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _ERROR
     schemas.update(_HARDWARE_SCHEMAS)
+    schemas.update(EVENTS_SCHEMAS)
     schemas.update(USAGE_SCHEMAS)
     components["headers"] = _CACHE_HEADERS
     components["parameters"] = {"slurmgate_cache_control": _CACHE_CONTROL}
@@ -363,6 +370,18 @@ def _own_paths(version: str) -> Json:
             }
         },
         **_hardware_paths(),
+        EVENTS_PATH: {
+            "get": events_operation(
+                _scoped(
+                    EVENTS_SCOPE,
+                    "live job events: jobs appearing, changing state and leaving (SSE)",
+                    "Server-Sent Events from one poller per gateway shared by every client: the "
+                    "jobs the token may see (its account patterns; only its own with per_user), "
+                    "filtered by the query. Reconnect with Last-Event-ID to get what was missed. "
+                    "Never cached.",
+                )
+            )
+        },
         **_usage_paths(),
         f"/openapi/v3/{version}": {
             "get": {

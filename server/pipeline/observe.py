@@ -140,7 +140,7 @@ def _record(
         "upstream_seconds": None if upstream_seconds is None else round(upstream_seconds, 6),
         "status": status,
         "seconds": round(seconds, 6),
-        "bytes": response.content_length if isinstance(response, web.Response) else None,
+        "bytes": _bytes(response),
     }
     # makeRecord and handle rather than log.info: the same record and filters, without looking
     # up the caller's frame for every request (a third of the cost of a line).
@@ -156,3 +156,12 @@ def _record(
         extra={"access": fields},
     )
     log.handle(record)
+
+
+def _bytes(response: web.StreamResponse | None) -> int | None:
+    """The body's size: a whole answer's, or what a stream (job events) has sent when it ended."""
+    if isinstance(response, web.Response):
+        return response.content_length
+    if response is not None and response.prepared:
+        return response.body_length
+    return None

@@ -32,6 +32,17 @@ QUICK = Plan(
 )
 
 
+def _free_name(out: Path, day: str) -> str:
+    """``day``, or ``day-2``, ``day-3``... for a later run the same day: earlier reports and
+    their written analyses are kept."""
+    if not (out / f"{day}.json").exists():
+        return day
+    number = 2
+    while (out / f"{day}-{number}.json").exists():
+        number += 1
+    return f"{day}-{number}"
+
+
 def main() -> None:
     """Parse arguments, run, write."""
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
@@ -48,8 +59,8 @@ def main() -> None:
         results = run(QUICK if args.quick else Plan())
         data = json.loads(results.to_json())
         out = args.out or (REPO_BUILD / "bench-quick" if args.quick else RESULTS)
-        name = time.strftime("%Y-%m-%d")
         out.mkdir(parents=True, exist_ok=True)
+        name = _free_name(out, time.strftime("%Y-%m-%d"))
         (out / f"{name}.json").write_text(results.to_json() + "\n")
     report = render(data, out, name)
     print(f"bench: report in {report}", flush=True)
