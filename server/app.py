@@ -43,7 +43,7 @@ from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi
+from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi, usage
 from slurmgate.server.errors import error_middleware
 from slurmgate.server.events.service import events_ctx, events_shutdown
 from slurmgate.server.health import health_ctx
@@ -175,6 +175,14 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
         "/slurmgate/v1/events/jobs",
         events.jobs,
         operation_id="slurmgate_get_events_jobs",
+        access="token",
+    )
+    # Computed from slurmdbd's job records; scope slurmdb:read, cached in the group db-jobs.
+    add_endpoint(
+        app,
+        "/slurmgate/v1/usage",
+        usage.usage,
+        operation_id="slurmgate_get_usage",
         access="token",
     )
     add_api_routes(app, forward)

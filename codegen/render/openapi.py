@@ -12,9 +12,9 @@ generated from it works against the gateway:
   the answer;
 - the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
   ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``, ``/slurmgate/v1/events/jobs``
-  from openapi_events.py), with the scopes those that take
-  credentials need and the cache policies of the cached ones (the server takes both from
-  ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
+  from openapi_events.py, ``/slurmgate/v1/usage`` from openapi_usage.py), with the scopes those
+  that take credentials need and the cache policies of the cached ones (the server takes both
+  from ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -33,6 +33,12 @@ from slurmgate.codegen.render.openapi_events import (
     EVENTS_SCHEMAS,
     EVENTS_SCOPE,
     events_operation,
+)
+from slurmgate.codegen.render.openapi_usage import (
+    USAGE_DESCRIPTION,
+    USAGE_PARAMETERS,
+    USAGE_SCHEMAS,
+    USAGE_SUMMARY,
 )
 from slurmgate.policies.routing import CachePolicy
 
@@ -161,6 +167,7 @@ def render_openapi(api: ApiSpec) -> str:
     schemas[ERROR_SCHEMA] = _ERROR
     schemas.update(_HARDWARE_SCHEMAS)
     schemas.update(EVENTS_SCHEMAS)
+    schemas.update(USAGE_SCHEMAS)
     components["headers"] = _CACHE_HEADERS
     components["parameters"] = {"slurmgate_cache_control": _CACHE_CONTROL}
     components.setdefault("responses", {}).update(
@@ -375,6 +382,7 @@ def _own_paths(version: str) -> Json:
                 )
             )
         },
+        **_usage_paths(),
         f"/openapi/v3/{version}": {
             "get": {
                 "operationId": f"slurmgate_get_openapi_{version.replace('.', '')}",
@@ -586,3 +594,34 @@ def _hardware_paths() -> Json:
         }
         paths[f"/hardware/{name}"] = {"get": operation}
     return paths
+
+
+def _usage_paths() -> Json:
+    """The usage report: scope slurmdb:read, cached in group db-jobs (openapi_usage.py)."""
+    operation = _scoped("slurmdb:read", USAGE_SUMMARY, USAGE_DESCRIPTION)
+    operation["x-slurmgate-cache"] = {"policy": "normal", "group": "db-jobs"}
+    operation["operationId"] = "slurmgate_get_usage"
+    operation["parameters"] = [
+        *USAGE_PARAMETERS,
+        {"$ref": "#/components/parameters/slurmgate_cache_control"},
+    ]
+    operation["responses"] = {
+        "200": {
+            "description": "usage per group, and the total",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/slurmgate_usage_resp"}
+                }
+            },
+            "headers": {
+                header: {"$ref": f"#/components/headers/{header}"}
+                for header in sorted(_CACHE_HEADERS)
+            },
+        },
+        **{
+            status: {"$ref": f"#/components/responses/slurmgate_{status}"}
+            for status in sorted(_GATEWAY_ERRORS)
+        },
+        "406": _error_response("Accept excludes application/json, the only type answered"),
+    }
+    return {"/slurmgate/v1/usage": {"get": operation}}

@@ -41,14 +41,20 @@ def has_update_time(query: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def key_material(target: str, accept: str, user: str | None) -> str:
-    """The text two requests must share to share an answer."""
+def key_material(target: str, accept: str, user: str | None, restriction: str = "") -> str:
+    """The text two requests must share to share an answer.
+
+    ``restriction`` is what else the answer depends on: for the gateway's own endpoints, the
+    token's account patterns (a usage report shows only their accounts).
+    """
     path, _, query = target.partition("?")
     normalized = normalize_query(query)
     accept = _accept(accept)
     lines = [path.rstrip("/") + ("?" + normalized if normalized else ""), accept]
     if user is not None:
         lines.append(user)
+    if restriction:
+        lines.append(f"accounts:{restriction}")
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
+from slurmgate.policies.routing import Namespace, Route
 from slurmgate.server.cache.backends import make_backend
 from slurmgate.server.cache.bodyfile import BodyFile
 from slurmgate.server.cache.control import Directives, parse_directives
@@ -34,6 +35,7 @@ from slurmgate.server.cache.keys import has_update_time, key_material
 from slurmgate.server.cache.settings import FreshnessSettings
 from slurmgate.server.cache.store import Answer, Lookup, ResponseCache
 from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
+from slurmgate.server.identity.base import Identity
 from slurmgate.server.keys import CACHE, CACHE_STATE, IDENTITY, ROUTE, SETTINGS, TARGET
 
 __all__ = ["cache", "cache_ctx"]
@@ -113,9 +115,13 @@ async def _read(
         response.headers["X-Cache"] = "BYPASS"
         return response
     settings = request.app[SETTINGS].cache
-    user = request[IDENTITY].user
+    identity = request[IDENTITY]
+    user = identity.user
     material = key_material(
-        target, request.headers.get("Accept", ""), user if settings.per_user else None
+        target,
+        request.headers.get("Accept", ""),
+        user if settings.per_user else None,
+        _restriction(request[ROUTE], identity),
     )
     group = request[ROUTE].cache_group
     lookup = store.lookup_now(material, group)
@@ -157,6 +163,18 @@ async def _read(
         store.stats.bypasses += 1
         outcome = "BYPASS"
     return _respond(filled.answer, filled.entry, outcome, private=private)
+
+
+def _restriction(route: Route, identity: Identity) -> str:
+    """The token's account patterns when the gateway computes the answer itself.
+
+    The gateway's own endpoints may filter by them (``/slurmgate/v1/usage`` does), so an answer
+    made for one set of patterns must never be served to a token with another; slurmrestd's reads
+    do not depend on them (tokens' patterns are checked on writes only).
+    """
+    if route.namespace is not Namespace.SLURMGATE or not identity.accounts:
+        return ""
+    return "\n".join(f"{pattern.flags}:{pattern.pattern}" for pattern in identity.accounts)
 
 
 def _joined(request: web.Request, name: str) -> str | None:

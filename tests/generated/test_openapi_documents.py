@@ -125,7 +125,9 @@ def test_own_endpoints_say_the_scope_and_cache_policy_the_server_takes_from_poli
         origin="test",
     )
     endpoints = own_endpoints(build_app(settings))
-    assert {"/hardware/table", "/hardware/stats", "/hardware/avail"} <= set(endpoints)
+    assert {"/hardware/table", "/hardware/stats", "/hardware/avail", "/slurmgate/v1/usage"} <= set(
+        endpoints
+    )
     doc = document(version)
     for path, endpoint in endpoints.items():
         if "{" in path:

@@ -64,6 +64,8 @@ class FakeSlurmrestd:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     #: every request's headers, to check what reached slurmrestd
     headers: list[dict[str, str]] = field(default_factory=list)
+    #: every request's path and query, in arrival order
+    targets: list[str] = field(default_factory=list)
     #: requests to ``held`` paths being answered now, and the most at once
     in_flight: int = 0
     peak: int = 0
@@ -73,6 +75,7 @@ class FakeSlurmrestd:
             return web.json_response({"paths": {f"/slurm/{V}/ping/": {}}})
         self.calls[request.path] += 1
         self.headers.append(dict(request.headers))
+        self.targets.append(request.path_qs)
         if request.path in self.held:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)

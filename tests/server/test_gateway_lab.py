@@ -130,10 +130,11 @@ async def test_openapi_document_covers_what_slurmrestd_serves(
     for path, method in sorted(theirs):
         operation = ours["paths"][path][method]
         assert operation["x-scopes"], (method, path)
-    # slurmrestd's namespaces only: /slurmgate/v1/... is the gateway's own (job events)
+    # slurmrestd's namespaces only: /slurmgate/v1/... is the gateway's own (job events, usage)
     slurmrestds = [p for p in ours["paths"] if p.split("/")[1] in {"slurm", "slurmdb"}]
     assert {p.split("/")[2] for p in slurmrestds} == served
     assert "/slurmgate/v1/events/jobs" in ours["paths"]
+    assert "/slurmgate/v1/usage" in ours["paths"]
 
 
 @pytest.mark.parametrize(
