@@ -3,8 +3,9 @@
 The lab's daemons serve every test and every person using the lab, and a private slurmctld or
 slurmdbd would need a cluster of its own, so a fault test stops the lab's own daemon by the PID the
 lab recorded, for a few seconds, and starts it again in a ``finally`` with the lab's own
-:func:`~tests.lab.daemons.start_daemon`. The lab's lock is held all along, so that a ``make lab``
-running meanwhile waits instead of starting the daemon under the test's feet.
+:func:`~tests.lab.daemons.start_daemon`, run as ``make lab`` runs it. The lab's lock is held all
+along, so that a ``make lab`` running meanwhile waits instead of starting the daemon under the
+test's feet.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .__main__ import lock
 from .chroot import in_chroot
-from .daemons import Daemon, daemons, port_open, start_daemon
+from .daemons import Daemon, daemons, port_open
+from .env import REPO
 from .rest import rest_get
 from .state import load_state, pid_is_ours
 from .suites import SUITES, LabError, Suite
@@ -90,12 +94,34 @@ def daemon_stopped(suite_name: str, key: str) -> Iterator[Outage]:
             _stop(suite, pid, daemon.program)
             yield outage
         finally:
-            # Started again from the recorded state, as `make lab` would, whatever happened above.
-            start_daemon(suite, daemon, load_state(suite))
+            # Started again as `make lab` would, whatever happened above.
+            _start_detached(suite, key)
             outage.restarted_pid = int(load_state(suite)["pids"][key])
             outage.restarted_at = time.monotonic()
             if not _wait(_ready(suite, key), 60):
                 raise LabError(f"{suite_name}: {key} did not come back within 60 s")
+
+
+def _start_detached(suite: Suite, key: str) -> None:
+    """:func:`start_daemon` in a short-lived Python process, as ``python3 -m tests.lab up`` runs
+    it: the daemon is then nobody's child here (like every other lab daemon), not a process this
+    test would have to wait for. The lab's lock stays with the caller."""
+    code = (
+        "import sys\n"
+        "from tests.lab.daemons import daemons, start_daemon\n"
+        "from tests.lab.state import load_state\n"
+        "from tests.lab.suites import SUITES\n"
+        "suite = SUITES[sys.argv[1]]\n"
+        "daemon = next(d for d in daemons(suite) if d.key == sys.argv[2])\n"
+        "start_daemon(suite, daemon, load_state(suite))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, suite.name, key],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
 
 
 def _stop(suite: Suite, pid: int, program: str) -> None:

@@ -120,7 +120,12 @@ def requests(version: str, token: str) -> list[Request]:
         Request(f"/slurm/{version}/nodes/", (auth, stale), stale_ok=True),
         Request(f"/slurm/{version}/partitions/", (auth, ("Cache-Control", "no-cache"))),
         Request(f"/slurm/{version}/ping/", (auth,)),
-        Request(f"/slurmdb/{version}/accounts/", (auth, stale), stale_ok=True),
+        # Always asked upstream (accounts stay fresh for 30 s or more), stale only on failure.
+        Request(
+            f"/slurmdb/{version}/accounts/",
+            (auth, ("Cache-Control", "no-cache, stale-if-error")),
+            stale_ok=True,
+        ),
         Request(f"/slurmdb/{version}/qos/", (auth, ("Cache-Control", "no-cache"))),
     ]
 
@@ -374,10 +379,18 @@ async def test_slurmdbd_stopped(lab: Lab, tmp_path: Path, suite_name: str, versi
         assert await asyncio.to_thread(wait_lab_healthy, suite_name), "the lab did not recover"
     assert outage.seconds < MAX_OUTAGE, outage.seconds
     down = run.phase("down")
-    # slurmctld's side goes on: its reads never fail while slurmdbd is down.
-    assert all(r.status == 200 for r in down if "/slurm/" in r.request.path), summary(down)
+    # slurmctld's side goes on. (Not partitions: slurmrestd 26.05 answers them with a 500 while
+    # slurmdbd is down, its own envelope with the partitions and errors[], relayed as it is.)
+    for tail in ("nodes/", "ping/"):
+        path = f"/slurm/{version}/{tail}"
+        assert all(r.status == 200 for r in down if r.request.path == path), summary(down)
     failed = [r for r in down if "/slurmdb/" in r.request.path and r.status >= 500]
     assert failed, summary(down)
+    for reply in failed:
+        # slurmrestd's own answer, passed through: it says what failed.
+        (error,) = _envelope_errors(reply)
+        assert error["error"] == "Unable to connect to database", reply.describe()
+    assert any(r.cache == "STALE" for r in down if "/slurmdb/" in r.request.path), summary(down)
     during = run.health_during
     assert (during.status, during.body) == (200, {"status": "degraded"}), during.detailed
     assert during.detailed["checks"]["slurmdbd"]["status"] == "failing"
