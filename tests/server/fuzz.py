@@ -38,7 +38,7 @@ from typing import Any
 
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from schemathesis import APIOperation, Case, GenerationMode, Response
 from schemathesis.core.result import Ok
 
@@ -247,6 +247,7 @@ def _draw(
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
         derandomize=False,
+        verbosity=Verbosity.quiet,
     )
     @given(case=strategy)
     def run(case: AnyCase) -> None:
@@ -346,6 +347,7 @@ def fuzz_suite(
     """Fuzz ``versions`` through a ``slurmgate serve`` of our own in front of a slurmrestd of our
     own (a request that crashed slurmrestd must not take the lab's shared one down)."""
     check_fuzz_token_is_harmless()
+    workdir.mkdir(parents=True, exist_ok=True)
     tokens = workdir / "tokens.toml"
     token = create_token(tokens, "bob", scopes=FUZZ_SCOPES, accounts=(FUZZ_ACCOUNT,))
     restd = PrivateRestd(suite.root, workdir / "slurmrestd.log")
