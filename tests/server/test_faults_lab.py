@@ -277,6 +277,8 @@ async def test_slurmrestd_killed_and_restarted_under_load(
         # Nothing answers on the port: the gateway's own 502, saying so.
         assert {r.status for r in failed} <= {502, 504}, summary(failed)
         for reply in failed:
+            # Cached routes say what the cache did, errors included (ping is never cached).
+            assert reply.cache == ("" if reply.request.path.endswith("/ping/") else "MISS")
             (error,) = _envelope_errors(reply)
             assert error["error"] in (
                 "Upstream slurmrestd unavailable",
