@@ -11,6 +11,9 @@ answer is checked:
   aiohttp's own (an error outside the gateway's error middleware): also a failure;
 - **no leaked secret**: neither the client's token nor any SlurmUser token (a JWT whose ``sun``
   is the SlurmUser) appears in any header or body; the gateway's log is searched the same way;
+- **slurmrestd's failures**: a 502 after which slurmrestd is found dead, and a 504 that came
+  within ``upstream.timeout`` (slurmrestd did not answer in time), are the gateway's right
+  answers to slurmrestd's failures: counted and reported with the request, not failures;
 - **no crash**: every request gets an answer (a refused connection or a reset is a failure) and
   the gateway process stays up (checked by the caller).
 
@@ -75,10 +78,21 @@ FUZZ_SCOPES = (
 )
 #: Scopes whose POSTs only compute (hostlist expansion): nothing to protect.
 _COMPUTE_ONLY = frozenset({"util:read"})
+#: What the HTTP client raises for a generated request it will not send (before any byte is).
+_UNSENDABLE = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    UnicodeError,
+    ValueError,
+)
 #: Headers the fuzzer sets itself: generated credentials would only make every request a 401.
 _CREDENTIALS = frozenset({"authorization", "x-slurm-user-token", "x-slurm-user-name"})
 _JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{4,}\.(eyJ[A-Za-z0-9_-]{4,})\.[A-Za-z0-9_-]+")
 _REQUEST_TIMEOUT = 60.0
+#: upstream.timeout of the fuzzed gateway, seconds: a 504 must come within it (plus a margin)
+UPSTREAM_TIMEOUT = 30.0
 
 AnyCase = Case[Any]
 AnyOperation = APIOperation[Any, Any, Any, Any]
@@ -117,6 +131,9 @@ class FuzzStats:
     #: requests after which slurmrestd was found dead (the gateway's 502 then says so
     #: rightly); slurmrestd was started again each time
     upstream_crashes: list[str] = field(default_factory=list)
+    #: requests slurmrestd did not answer within upstream.timeout (the gateway's 504 then says
+    #: so rightly, within that time)
+    upstream_timeouts: list[str] = field(default_factory=list)
     #: 5xx answers that are not JSON, by X-Request-ID: slurmrestd's (26.05 answers some failures
     #: with a bare "Unspecified error") if the gateway's access log shows that slurmrestd
     #: answered this status to that request (see :func:`settle`), the gateway's otherwise
@@ -130,6 +147,7 @@ class FuzzStats:
             f"{self.version}: {self.sent} requests over {self.operations} operations in "
             f"{self.seconds:.0f} s ({statuses}); slurmrestd's own 5xx relayed: {relayed}; "
             f"slurmrestd crashes: {len(self.upstream_crashes)}; "
+            f"slurmrestd timeouts: {len(self.upstream_timeouts)}; "
             f"gateway failures: {len(self.failures)}"
         )
 
@@ -207,12 +225,13 @@ def fuzz_version(
             response = case.call(
                 base_url=base_url, session=session, headers=headers, timeout=_REQUEST_TIMEOUT
             )
-        except (requests.ConnectionError, requests.Timeout) as error:
-            stats.sent += 1
-            stats.failures.append(f"{case.method} {case.formatted_path}: no answer: {error}")
-            return
-        except (requests.RequestException, ValueError, UnicodeError):
+        except _UNSENDABLE:
             stats.unsendable += 1
+            return
+        except requests.RequestException as error:
+            # Refused, reset, cut short, timed out: no (complete) answer.
+            stats.sent += 1
+            stats.failures.append(f"{case.method} {case.formatted_path}: no answer: {error!r}")
             return
         stats.sent += 1
         _check(stats, case, response, token, upstream_died)
@@ -287,6 +306,8 @@ def _check(
             stats.upstream_5xx[status] += 1
         elif status == 502 and upstream_died():
             stats.upstream_crashes.append(_curl(case))
+        elif status == 504 and response.elapsed < UPSTREAM_TIMEOUT + 5:
+            stats.upstream_timeouts.append(_curl(case))
         else:
             stats.failures.append(f"{where}: {own}")
 
@@ -357,7 +378,7 @@ def fuzz_suite(
         gateway = GatewayProcess(
             workdir,
             {
-                "upstream": {"url": restd.url, "timeout": 30.0},
+                "upstream": {"url": restd.url, "timeout": UPSTREAM_TIMEOUT},
                 "slurm_user_token": {"jwt_key": str(suite.jwt_key)},
                 "auth": {"tokens_file": str(tokens)},
                 "cache": {"backend": "memory"},

@@ -9,8 +9,8 @@ per version than asked for.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,22 +89,23 @@ def fuzz_section(runs: Sequence[SuiteFuzz], budget: int) -> tuple[list[str], lis
         "account that does not exist (tests/server/fuzz.py).",
         "",
         "| suite | version | operations | requests | seconds | statuses | slurmrestd 5xx "
-        "relayed | slurmrestd crashes | gateway failures |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "relayed | slurmrestd crashes | slurmrestd timeouts | gateway failures |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    crashes = []
+    crashes, timeouts = [], []
     for run in runs:
         for s in run.versions:
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s.statuses.items()))
             lines.append(
                 f"| {run.suite} | {s.version} | {s.operations} | {s.sent:,} | {s.seconds:.0f} | "
                 f"{statuses} | {sum(s.upstream_5xx.values())} | {len(s.upstream_crashes)} | "
-                f"{len(s.failures)} |"
+                f"{len(s.upstream_timeouts)} | {len(s.failures)} |"
             )
             failed += [f"fuzz {run.suite} {s.version}: {f}" for f in s.failures[:10]]
             if s.sent < budget:
                 failed.append(f"fuzz {run.suite} {s.version}: only {s.sent} requests")
             crashes += s.upstream_crashes
+            timeouts += s.upstream_timeouts
         if not run.alive or run.crashes:
             failed.append(f"fuzz {run.suite}: gateway died or crashed: {run.crashes[:3]}")
         if run.log_leaks:
@@ -116,6 +117,14 @@ def fuzz_section(runs: Sequence[SuiteFuzz], budget: int) -> tuple[list[str], lis
             "and went on). First 10:",
             "",
             *(f"- `{c[:400]}`" for c in crashes[:10]),
+            "",
+        ]
+    if timeouts:
+        lines += [
+            "Requests slurmrestd did not answer within upstream.timeout (the gateway answered "
+            "504 in time). First 10:",
+            "",
+            *(f"- `{c[:400]}`" for c in timeouts[:10]),
             "",
         ]
     return lines, failed
@@ -138,32 +147,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = suite.versions[-1]
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M")
-    with tempfile.TemporaryDirectory(prefix="slurmgate-soak-") as tmp:
-        work = Path(tmp)
-        result = run_soak(
-            suite,
-            version,
-            work / "soak",
-            seconds=args.seconds,
-            rate=args.rate,
-            warmup=args.warmup,
+    # The gateways' and slurmrestds' logs stay in build/soak/work/ for a look after a failure.
+    work = args.out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    result = run_soak(
+        suite,
+        version,
+        work / "soak",
+        seconds=args.seconds,
+        rate=args.rate,
+        warmup=args.warmup,
+    )
+    soak_lines, failed = soak_section(result, args.suite, version)
+    print("\n".join(soak_lines), flush=True)
+    runs = []
+    for name, each in sorted(lab.suites.items()):
+        print(f"fuzz: {name} {' '.join(each.versions)}", flush=True)
+        run = fuzz_suite(
+            each,
+            each.versions,
+            work / f"fuzz-{name}",
+            budget=args.fuzz,
+            seconds=args.fuzz_seconds,
         )
-        soak_lines, failed = soak_section(result, args.suite, version)
-        print("\n".join(soak_lines), flush=True)
-        runs = []
-        for name, each in sorted(lab.suites.items()):
-            print(f"fuzz: {name} {' '.join(each.versions)}", flush=True)
-            run = fuzz_suite(
-                each,
-                each.versions,
-                work / f"fuzz-{name}",
-                budget=args.fuzz,
-                seconds=args.fuzz_seconds,
-            )
-            for stats in run.versions:
-                print("  " + stats.line(), flush=True)
-            runs.append(run)
-        fuzz_lines, fuzz_failed = fuzz_section(runs, args.fuzz)
+        for stats in run.versions:
+            print("  " + stats.line(), flush=True)
+        runs.append(run)
+    fuzz_lines, fuzz_failed = fuzz_section(runs, args.fuzz)
     failed += fuzz_failed
     verdict = "PASS" if not failed else "FAIL"
     report = [
