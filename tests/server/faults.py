@@ -125,14 +125,15 @@ class GatewayProcess:
         return 0
 
     def crashes(self) -> list[str]:
-        """Lines of its log that show an unhandled error: tracebacks, and the access logger's
-        JSON records of one (``exception``)."""
+        """Unhandled errors in its log: each traceback (with the line before it, up to 40 lines),
+        and the access logger's JSON records of one (``exception``)."""
         found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if "Traceback (most recent call last)" in line or "Error handling request" in line:
-                found.append(line)
+        lines = self.log.read_text(errors="replace").splitlines()
+        for index, line in enumerate(lines):
+            if "Traceback (most recent call last)" in line:
+                found.append("\n".join(lines[max(0, index - 1) : index + 40]))
             elif line.startswith("{") and '"exception"' in line:
-                found.append(line[:500])
+                found.append(line[:3000])
         return found
 
     def stop(self) -> None:
