@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -427,3 +428,26 @@ async def lab_outage(suite_name: str, key: str) -> AsyncIterator[LabOutage]:
         yield outage
     finally:
         await asyncio.to_thread(outage._stack.close)
+
+
+@pytest.mark.timeout(120)
+def test_unreadable_requests_leave_no_traceback(lab: Lab, tmp_path: Path) -> None:
+    # Found by the fuzzing: aiohttp logs each request it cannot parse as an ERROR with a
+    # traceback, which anyone could repeat to flood the log (server/logs.py now shortens them).
+    suite = lab.suites["forky"]
+    requests = [
+        b"GET /slurm/v0.0.45/node/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /slurm/v0.0.45/nodes/?a=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"DELETE /slurm/v0.0.45/job/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nabc\r\n0\r\n\r\n",
+    ]
+    with gateway(suite, tmp_path, suite.url) as gw:
+        for raw in requests:
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as conn:
+                conn.sendall(raw)
+                assert conn.recv(64).split(b" ")[1] == b"400"
+        assert gw.alive()
+        time.sleep(0.2)  # the log line is written after the answer
+        assert not gw.crashes(), gw.crashes()[0]
+        log = gw.log.read_text()
+        assert "WARNING aiohttp.server: unreadable HTTP request from 127.0.0.1 answered 400" in log
