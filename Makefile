@@ -115,6 +115,10 @@ test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated
 bench: venv lab  ## benchmarks (~15 min, not in make test): tests/bench/results/<date>.md and README's table
 	$(PY) -m tests.bench
 
+.PHONY: soak
+soak: venv lab  ## 10-minute steady load and the long fuzz (~25 min, not in make test): build/soak/report.md
+	$(PY) -m tests.soak
+
 .PHONY: demo
 demo: venv lab  ## the gateway in front of the lab with a demo token, in the foreground (Ctrl-C stops it)
 	@$(PY) -m tests.lab.demo

@@ -123,6 +123,7 @@ def parse_body(raw: bytes, content_type: str | None, *, route: Route) -> object:
             object_pairs_hook=_unique_keys,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
+            parse_int=_readable_int,
         )
     except _Refused as error:
         raise BodyRefused("body", str(error)) from None
@@ -153,6 +154,13 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 def _refuse_constant(name: str) -> object:
     raise _Refused(f"{name} is not JSON")
+
+
+def _readable_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits, 4300)
+        raise _Refused(f"number {text[:20]}... has too many digits") from None
 
 
 def _finite_float(text: str) -> float:

@@ -142,9 +142,10 @@ async def _read(
             user=user,
             refresh=directives.refresh,
         )
-    except UpstreamError:
+    except UpstreamError as error:
         stale = _stale(lookup, directives)
         if stale is None:
+            error.headers["X-Cache"] = "MISS"  # the 502/504 of a cached route says so too
             raise
         store.stats.stale += 1
         return _respond(stale, stale, "STALE", private=private)

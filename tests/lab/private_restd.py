@@ -121,6 +121,13 @@ class PrivateRestd:
                 process.kill()
                 process.wait(timeout=timeout)
 
+    def kill(self) -> None:
+        """SIGKILL to our PID, as a crash would; :meth:`start` may reuse the port at once."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
     def __enter__(self) -> PrivateRestd:
         self.start()
         return self

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from aiohttp.http_exceptions import InvalidURLError
 
-from slurmgate.server.logs import JsonFormatter, configure_logging
+from slurmgate.server.logs import JsonFormatter, UnreadableRequests, configure_logging
 
 
 @pytest.fixture
@@ -61,3 +62,42 @@ def test_serve_writes_text_lines_and_json_access_lines() -> None:
     text, access = stream.getvalue().splitlines()
     assert text.endswith(" WARNING slurmgate.cache: cache: backend failed (refused)")
     assert json.loads(access) == {"request_id": "r1", "status": 200}
+
+
+def _aiohttp_record(error: BaseException) -> logging.LogRecord:
+    try:
+        raise error
+    except BaseException:
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        "web_protocol.py",
+        1,
+        "Error handling request from %s",
+        ("127.0.0.1",),
+        exc_info,
+    )
+
+
+def test_unreadable_requests_are_one_warning_line_at_most_per_interval() -> None:
+    now = [100.0]
+    unreadable = UnreadableRequests(interval=1.0, clock=lambda: now[0])
+    bad = InvalidURLError("Invalid char in url path:\n\n    b'GET /\\xff'")
+    first = _aiohttp_record(bad)
+    assert unreadable.filter(first)
+    assert (first.levelname, first.exc_info) == ("WARNING", None)
+    assert first.getMessage() == (
+        "unreadable HTTP request from 127.0.0.1 answered 400: Invalid char in url path:"
+    )
+    assert not unreadable.filter(_aiohttp_record(bad))
+    assert not unreadable.filter(_aiohttp_record(bad))
+    now[0] += 1.5
+    later = _aiohttp_record(bad)
+    assert unreadable.filter(later)
+    assert later.getMessage().endswith("(2 more left out in 1 s)")
+    # A real error of the gateway keeps its level and traceback.
+    other = _aiohttp_record(RuntimeError("bug"))
+    assert unreadable.filter(other)
+    assert other.levelname == "ERROR"
+    assert other.exc_info is not None

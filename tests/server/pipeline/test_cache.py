@@ -221,6 +221,7 @@ async def test_stale_if_error_serves_the_last_answer_when_upstream_fails(gw: Gat
     await gw.server.close()  # slurmrestd is gone: connection refused
     failed = await gw.get(NODES, **{"Cache-Control": "no-cache"})
     assert failed.status == 502
+    assert failed.headers["X-Cache"] == "MISS"  # like slurmrestd's own errors
     assert error_of(await failed.read())["error"] == "Upstream slurmrestd unavailable"
     stale = await gw.get(NODES, **{"Cache-Control": "no-cache, stale-if-error"})
     assert stale.status == 200
@@ -243,6 +244,7 @@ async def test_stale_if_error_without_a_stored_answer_is_the_error(gw: Gateway) 
     await gw.server.close()
     response = await gw.get(NODES, **{"Cache-Control": "stale-if-error"})
     assert response.status == 502
+    assert response.headers["X-Cache"] == "MISS"
 
 
 @pytest.mark.parametrize("header", ["max-age=soon", "stale-if-error=-5", "=1"])
