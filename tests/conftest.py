@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.env import Lab, load_lab, start_lab
+from tests.lab.env import Lab, load_lab, purge_throwaway_accounts, start_lab
 from tests.redis_server import RedisServer
 
 
@@ -17,7 +17,10 @@ def lab() -> Lab:
         start_lab()
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
-    return load_lab()
+    found = load_lab()
+    for suite in found.suites.values():
+        purge_throwaway_accounts(suite)
+    return found
 
 
 @pytest.fixture

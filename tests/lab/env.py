@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from .rest import mint_token
 from .suites import CHROOT_ENV, LAB_DIR, SUITES
 
-__all__ = ["Lab", "LabSuite", "load_lab", "start_lab", "suite_versions"]
+__all__ = ["Lab", "LabSuite", "load_lab", "purge_throwaway_accounts", "start_lab", "suite_versions"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,6 +80,20 @@ def start_lab() -> None:
         raise RuntimeError(
             f"the lab did not start (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
         )
+
+
+#: Throwaway accounts the authorization corpus makes per case (tests/server/authorize_corpus.py).
+_THROWAWAY = re.compile(r"sgt[0-9a-f]{8}")
+
+
+def purge_throwaway_accounts(suite: LabSuite) -> list[str]:
+    """Delete the corpus's throwaway accounts (and their associations) that an interrupted run
+    left behind, so that tests reading associations see the seed data; the names deleted."""
+    listed = suite.run("sacctmgr", "-nP", "show", "account", "format=account").stdout.split()
+    stale = [name for name in listed if _THROWAWAY.fullmatch(name)]
+    if stale:
+        suite.run("sacctmgr", "-i", "delete", "account", ",".join(stale))
+    return stale
 
 
 def load_lab() -> Lab:

@@ -332,26 +332,37 @@ async def test_upstream_hanging(lab: Lab, tmp_path: Path, suite_name: str, versi
         assert "no answer within" in during.detailed["checks"]["slurmctld"]["error"]
 
 
-@pytest.mark.parametrize(("suite_name", "version"), [("trixie", "v0.0.42")])
-@pytest.mark.timeout(300)
-async def test_slurmctld_stopped(lab: Lab, tmp_path: Path, suite_name: str, version: str) -> None:
+async def _daemon_stopped(
+    lab: Lab, tmp_path: Path, suite_name: str, version: str, *, daemon: str, namespace: str
+) -> Run:
+    """A fault run while the lab's ``daemon`` is stopped; the fault is seen once a request under
+    ``namespace`` fails upstream. The lab is healthy again afterwards, whatever happened."""
     suite = lab.suites[suite_name]
     try:
         with private_restd(suite, tmp_path) as restd, gateway(suite, tmp_path, restd.url) as gw:
             pid = gw.pid
-            async with lab_outage(suite_name, "slurmctld") as outage:
+            async with lab_outage(suite_name, daemon) as outage:
                 run = await fault_run(
                     gw,
                     version,
                     tmp_path,
                     start_fault=outage.start,
                     end_fault=outage.end,
-                    fault_seen=lambda r: "/slurm/" in r.request.path and _upstream_failure(r),
+                    fault_seen=lambda r: namespace in r.request.path and _upstream_failure(r),
                 )
             check_run(run, gw, pid)
     finally:
         assert await asyncio.to_thread(wait_lab_healthy, suite_name), "the lab did not recover"
     assert outage.seconds < MAX_OUTAGE, outage.seconds
+    return run
+
+
+@pytest.mark.parametrize(("suite_name", "version"), [("trixie", "v0.0.42")])
+@pytest.mark.timeout(300)
+async def test_slurmctld_stopped(lab: Lab, tmp_path: Path, suite_name: str, version: str) -> None:
+    run = await _daemon_stopped(
+        lab, tmp_path, suite_name, version, daemon="slurmctld", namespace="/slurm/"
+    )
     down = [r for r in run.phase("down") if "/slurm/" in r.request.path]
     failed = [r for r in down if r.status >= 500]
     assert failed, summary(down)
@@ -364,23 +375,9 @@ async def test_slurmctld_stopped(lab: Lab, tmp_path: Path, suite_name: str, vers
 @pytest.mark.parametrize(("suite_name", "version"), [("forky", "v0.0.45")])
 @pytest.mark.timeout(300)
 async def test_slurmdbd_stopped(lab: Lab, tmp_path: Path, suite_name: str, version: str) -> None:
-    suite = lab.suites[suite_name]
-    try:
-        with private_restd(suite, tmp_path) as restd, gateway(suite, tmp_path, restd.url) as gw:
-            pid = gw.pid
-            async with lab_outage(suite_name, "slurmdbd") as outage:
-                run = await fault_run(
-                    gw,
-                    version,
-                    tmp_path,
-                    start_fault=outage.start,
-                    end_fault=outage.end,
-                    fault_seen=lambda r: "/slurmdb/" in r.request.path and _upstream_failure(r),
-                )
-            check_run(run, gw, pid)
-    finally:
-        assert await asyncio.to_thread(wait_lab_healthy, suite_name), "the lab did not recover"
-    assert outage.seconds < MAX_OUTAGE, outage.seconds
+    run = await _daemon_stopped(
+        lab, tmp_path, suite_name, version, daemon="slurmdbd", namespace="/slurmdb/"
+    )
     down = run.phase("down")
     # slurmctld's side goes on. (Not partitions: slurmrestd 26.05 answers them with a 500 while
     # slurmdbd is down, its own envelope with the partitions and errors[], relayed as it is.)
