@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,15 @@ from pathlib import Path
 from .rest import mint_token
 from .suites import CHROOT_ENV, LAB_DIR, SUITES
 
-__all__ = ["Lab", "LabSuite", "load_lab", "purge_throwaway_accounts", "start_lab", "suite_versions"]
+__all__ = [
+    "Lab",
+    "LabSuite",
+    "load_lab",
+    "purge_throwaway_accounts",
+    "start_lab",
+    "suite_versions",
+    "throwaway_account",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,17 +92,49 @@ def start_lab() -> None:
         )
 
 
-#: Throwaway accounts the authorization corpus makes per case (tests/server/authorize_corpus.py).
-_THROWAWAY = re.compile(r"sgt[0-9a-f]{8}")
+#: Throwaway accounts tests make (tests/server/authorize_corpus.py): "sgt", the PID of the test
+#: process that made it in 6 hex digits, 2 random ones.
+_THROWAWAY = re.compile(r"sgt([0-9a-f]{6})[0-9a-f]{2}")
+
+
+def throwaway_account() -> str:
+    """A new throwaway account name for this test process (see :func:`purge_throwaway_accounts`)."""
+    return f"sgt{os.getpid() & 0xFFFFFF:06x}{secrets.randbelow(256):02x}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def purge_throwaway_accounts(suite: LabSuite) -> list[str]:
-    """Delete the corpus's throwaway accounts (and their associations) that an interrupted run
-    left behind, so that tests reading associations see the seed data; the names deleted."""
+    """Delete the throwaway accounts (and their associations) that an interrupted run left
+    behind, so that tests reading associations see the seed data; the names deleted.
+
+    Accounts of a test process still running (another session on the same lab) are left alone,
+    and a deletion Slurm refuses is reported, not raised: it leaves names no test looks for.
+    """
     listed = suite.run("sacctmgr", "-nP", "show", "account", "format=account").stdout.split()
-    stale = [name for name in listed if _THROWAWAY.fullmatch(name)]
+    stale = [
+        name
+        for name in listed
+        if (found := _THROWAWAY.fullmatch(name)) and not _alive(int(found.group(1), 16))
+    ]
     if stale:
-        suite.run("sacctmgr", "-i", "delete", "account", ",".join(stale))
+        try:
+            suite.run("sacctmgr", "-i", "delete", "account", ",".join(stale))
+        except subprocess.CalledProcessError as error:
+            print(
+                f"lab {suite.name}: could not delete leftover accounts {', '.join(stale)}: "
+                f"{(error.stdout or '') + (error.stderr or '')}".strip(),
+                file=sys.stderr,
+            )
+            return []
     return stale
 
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.lab.env import Lab, LabSuite, start_lab
+from tests.lab.env import Lab, LabSuite, purge_throwaway_accounts, start_lab, throwaway_account
 from tests.lab.suites import LAB_DIR, SUITES
 
 
@@ -63,3 +63,24 @@ def test_up_again_reuses_running_daemons(lab: Lab) -> None:
     after = {n: json.loads((LAB_DIR / n / "state.json").read_text()) for n in lab.suites}
     assert after == before
     assert all(len(state["pids"]) == 7 for state in after.values())
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_leftover_throwaway_accounts_are_purged_but_not_a_running_sessions(
+    lab: Lab, name: str
+) -> None:
+    suite = lab.suites[name]
+    mine = throwaway_account()
+    # a PID that no process has (above the kernel's pid_max), as a session that was interrupted
+    leftover = f"sgt{0xFFFFFF:06x}00"
+    for account in (mine, leftover):
+        suite.run(
+            "sacctmgr", "-i", "add", "account", account, "description=sgt", "organization=sgt"
+        )
+    try:
+        assert purge_throwaway_accounts(suite) == [leftover]
+        listed = suite.run("sacctmgr", "-nP", "show", "account", "format=account").stdout.split()
+        assert mine in listed
+        assert leftover not in listed
+    finally:
+        suite.run("sacctmgr", "-i", "delete", "account", mine)

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from slurmgate.server.app import build_app
-from tests.lab.env import Lab, LabSuite, suite_versions
+from tests.lab.env import Lab, LabSuite, suite_versions, throwaway_account
 from tests.server.authorize_corpus import (
     CASES,
     SPARE_USERS,
@@ -181,8 +181,7 @@ class CaseRun:
     """A case's context in Slurm: made before the request, removed afterwards whatever happens."""
 
     def __init__(self, suite: LabSuite, version: str, case: Case) -> None:
-        hexes = uuid.uuid4().hex
-        self.ctx = Ctx(version, suite.cluster, f"sgt-{hexes[:8]}", f"sgt{hexes[8:16]}")
+        self.ctx = Ctx(version, suite.cluster, f"sgt-{uuid.uuid4().hex[:8]}", throwaway_account())
         self.suite = suite
         self.case = case
         #: Slurm before the request, once taken
