@@ -3,6 +3,8 @@
 Request pipeline (outermost first)::
 
     observe              request id, metrics, access log line (server/pipeline/observe.py)
+    shortcut             a repeat of a request just answered from the cache: that answer again,
+                         when nothing the steps below decided on changed (pipeline/shortcut.py)
     error_middleware     every error -> slurmrestd's envelope (server/errors.py)
     route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
     limit_refusals       a 401 counts against its source's rate limit: 429 once over (limit.py)
@@ -67,6 +69,7 @@ from slurmgate.server.pipeline.authorize import authorize
 from slurmgate.server.pipeline.cache import cache, cache_ctx
 from slurmgate.server.pipeline.limit import limit_callers, limit_refusals
 from slurmgate.server.pipeline.observe import observe
+from slurmgate.server.pipeline.shortcut import shortcut
 from slurmgate.server.pipeline.upstream import forward
 from slurmgate.server.reload import make_gate, make_limits, reload_ctx
 from slurmgate.server.routing import add_api_routes, add_endpoint, route_middleware, versions_ctx
@@ -96,6 +99,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
     app = web.Application(
         middlewares=[
             observe(),
+            shortcut(),
             error_middleware(supported=_served),
             route_middleware(),
             limit_refusals(),

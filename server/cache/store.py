@@ -76,6 +76,8 @@ class CacheStats:
     """Counters for metrics and tests; each is only ever incremented."""
 
     hits: int = 0
+    #: hits answered by the hit shortcut (server/pipeline/shortcut.py), counted in hits too
+    shortcuts: int = 0
     misses: int = 0
     stale: int = 0
     bypasses: int = 0
@@ -109,12 +111,15 @@ class Lookup:
 
     def fresh(self, now: float, max_age: int | None = None) -> Entry | None:
         """The entry if it is fresh now (and no older than the client's ``max_age``)."""
-        entry = self.entry
-        if entry is None or entry.generation != self.generation or now >= entry.stale_at:
-            return None
-        if max_age is not None and entry.age(now) > max_age:
-            return None
-        return entry
+        return _fresh(self.entry, self.generation, now, max_age)
+
+
+def _fresh(entry: Entry | None, generation: str, now: float, max_age: int | None) -> Entry | None:
+    if entry is None or entry.generation != generation or now >= entry.stale_at:
+        return None
+    if max_age is not None and entry.age(now) > max_age:
+        return None
+    return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,23 @@ class ResponseCache:
         entry_key = self._keys.entry(material)
         entry, generation = self._peek(entry_key, self._keys.generation(group))
         return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+
+    def keys(self, material: str, group: str) -> tuple[str, str]:
+        """The backend keys of ``material``'s entry and of ``group``'s generation."""
+        return self._keys.entry(material), self._keys.generation(group)
+
+    def fresh_now(self, keys: tuple[str, str], now: float) -> Entry | None:
+        """The entry of ``keys`` (from :meth:`keys`) if it is fresh at ``now``, read without
+        awaiting; only for the memory backend (see :attr:`reads_now`)."""
+        if self._peek is None:
+            raise RuntimeError("fresh_now needs the memory backend")
+        entry, generation = self._peek(*keys)
+        return _fresh(entry, generation, now, None)
+
+    @property
+    def reads_now(self) -> bool:
+        """Whether the backend is this process's memory, read without awaiting."""
+        return self._peek is not None
 
     async def lookup(self, material: str, group: str) -> Lookup:
         """What is stored for ``material``; a failing backend reads as "nothing stored".

@@ -36,12 +36,22 @@ from slurmgate.server.cache.settings import FreshnessSettings
 from slurmgate.server.cache.store import Answer, Lookup, ResponseCache
 from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
 from slurmgate.server.identity.base import Identity
-from slurmgate.server.keys import CACHE, CACHE_STATE, IDENTITY, ROUTE, SETTINGS, TARGET
+from slurmgate.server.keys import (
+    CACHE,
+    CACHE_REPLAY,
+    CACHE_STATE,
+    IDENTITY,
+    ROUTE,
+    SETTINGS,
+    TARGET,
+)
 
-__all__ = ["cache", "cache_ctx"]
+__all__ = ["HitReplay", "cache", "cache_ctx"]
 
 log = logging.getLogger("slurmgate.cache")
 
+#: A request without cache directives: only its hits are replayed.
+_NONE = Directives()
 #: Headers of the next step's answer that are about this connection, not the content.
 _NOT_STORED = frozenset({"server", "date", "content-length", "transfer-encoding", "connection"})
 
@@ -132,6 +142,8 @@ async def _read(
     fresh = None if directives.refresh else lookup.fresh(now, directives.max_age)
     if fresh is not None:
         store.stats.hits += 1
+        if directives == _NONE:
+            request[CACHE_REPLAY] = HitReplay(store, material, group, private=private)
         return _respond(fresh, fresh, "HIT", private=private)
     request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
     try:
@@ -164,6 +176,41 @@ async def _read(
         store.stats.bypasses += 1
         outcome = "BYPASS"
     return _respond(filled.answer, filled.entry, outcome, private=private)
+
+
+class HitReplay:
+    """How this step answered a request from the cache, to answer the same request again
+    without the steps before it (server/pipeline/shortcut.py)."""
+
+    __slots__ = ("_keys", "_made", "group", "material", "private", "store")
+
+    def __init__(self, store: ResponseCache, material: str, group: str, *, private: bool) -> None:
+        self.store = store
+        self.material = material
+        self.group = group
+        self.private = private
+        self._keys = store.keys(material, group) if store.reads_now else None
+        #: (id, generated_at) of the last entry answered and its headers but Age: the entries
+        #: of one key differ by their fill, and a fill by its time (the entry is not held, so
+        #: that an evicted body is not kept alive by a remembered request)
+        self._made: tuple[int, float, CIMultiDict[str]] | None = None
+
+    async def fresh(self) -> Entry | None:
+        """The stored entry if it is fresh now, read as :func:`_read` reads it."""
+        if self._keys is not None:
+            return self.store.fresh_now(self._keys, time.time())
+        lookup = await self.store.lookup(self.material, self.group)
+        return lookup.fresh(time.time())
+
+    def respond(self, entry: Entry) -> web.StreamResponse:
+        """The answer of a hit on ``entry`` (from :meth:`fresh`), counted as one."""
+        self.store.stats.hits += 1
+        self.store.stats.shortcuts += 1
+        made = self._made
+        if made is None or made[0] != id(entry) or made[1] != entry.generated_at:
+            made = (id(entry), entry.generated_at, _headers(entry, entry, "HIT", self.private))
+            self._made = made
+        return _respond(entry, entry, "HIT", private=self.private, headers=made[2])
 
 
 def _restriction(route: Route, identity: Identity) -> str:
@@ -212,23 +259,43 @@ def _timestamp(seconds: float) -> str:
     return generated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _respond(
-    answer: Answer | Entry, entry: Entry | None, outcome: str, *, private: bool
-) -> web.StreamResponse:
+def _headers(
+    answer: Answer | Entry, entry: Entry | None, outcome: str, private: bool
+) -> CIMultiDict[str]:
+    """The answer's headers, all but ``Age`` (the one that changes from second to second)."""
     headers = CIMultiDict(answer.headers)
     headers["Server"] = "slurmgate"
     headers["X-Cache"] = outcome
     if entry is not None:
-        headers["Age"] = str(int(entry.age(time.time())))
         max_age = f"max-age={int(entry.lifetime)}"
         headers["Cache-Control"] = f"private, {max_age}" if private else max_age
         headers["X-Cache-Generated-At"] = _timestamp(entry.generated_at)
         headers["X-Cache-Upstream-Seconds"] = f"{entry.upstream_seconds:.3f}"
-        if entry.file is not None:
-            return _FileAnswer(entry.file, entry.status, entry.reason, headers)
-    return web.Response(
-        status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
-    )
+    return headers
+
+
+def _respond(
+    answer: Answer | Entry,
+    entry: Entry | None,
+    outcome: str,
+    *,
+    private: bool,
+    headers: CIMultiDict[str] | None = None,
+) -> web.StreamResponse:
+    """The answer to send; ``headers``: made by :func:`_headers` for these arguments already
+    (copied, never changed: the response gets a copy of its own)."""
+    if headers is None:
+        headers = _headers(answer, entry, outcome, private)
+    response: web.StreamResponse
+    if entry is not None and entry.file is not None:
+        response = _FileAnswer(entry.file, entry.status, entry.reason, headers)
+    else:
+        response = web.Response(
+            status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
+        )
+    if entry is not None:
+        response.headers["Age"] = str(int(entry.age(time.time())))
+    return response
 
 
 class _FileAnswer(web.StreamResponse):

@@ -63,9 +63,13 @@ def observe() -> Middleware:
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         arrived = time.time()
-        given = request.headers.getall(REQUEST_ID_HEADER, [])
-        request_id = given[0] if len(given) == 1 and _SAFE_ID.fullmatch(given[0]) else None
-        request_id = request_id or f"{prefix}-{next(numbers):x}"
+        request_id = request.headers.get(REQUEST_ID_HEADER)
+        if request_id is not None:
+            given = request.headers.getall(REQUEST_ID_HEADER)
+            if len(given) != 1 or not _SAFE_ID.fullmatch(request_id):
+                request_id = None
+        if request_id is None:
+            request_id = f"{prefix}-{next(numbers):x}"
         request[REQUEST_ID] = request_id
         response: web.StreamResponse | None = None
         status = 500

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from slurmgate.server.cache.keys import key_material
+from slurmgate.server.cli import main as cli
+from slurmgate.server.keys import TOKENS
 from tests.lab.env import Lab, LabSuite
 from tests.lab.private_restd import PrivateRestd
 from tests.redis_server import RedisServer
@@ -323,4 +326,33 @@ async def test_hits_sent_from_memory_files_are_slurmrestds_bytes(
         assert {hit.body for hit in hits} == {first.body}
         assert all(hit.headers["Content-Length"] == str(len(first.body)) for hit in hits)
         assert sorted(n["name"] for n in hits[0].json()["nodes"]) == ["n1", "n2"]
+        assert calls() == 1
+
+
+@by_suite
+async def test_repeated_hits_take_the_shortcut_until_the_token_is_revoked(
+    lab: Lab, tmp_path: Path, suite_name: str, version: str, cache_section: dict[str, object]
+) -> None:
+    """The hit shortcut (server/pipeline/shortcut.py): slurmrestd's answer again without
+    re-deciding, and a revocation refused by the very next request."""
+    suite = lab.suites[suite_name]
+    async with running(suite, version, tmp_path, {**cache_section, "shortcut_seconds": 60}) as gw:
+        nodes = gw.path("nodes/")
+        calls = upstream_calls(restd_log(suite), "GET", nodes)
+        first = await gw.get(nodes)
+        replies = [await gw.get(nodes) for _ in range(5)]
+        assert [(r.status, r.cache) for r in replies] == [(200, "HIT")] * 5
+        assert {r.body for r in replies} == {first.body}
+        assert sorted(n["name"] for n in first.json()["nodes"]) == ["n1", "n2"]
+        assert gw.store.stats.shortcuts == 4
+        assert calls() == 1
+        tokens = gw.client.app[TOKENS]
+        (name,) = tokens.entries
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli(["token", "revoke", "--tokens-file", str(tokens.path), name]) == 0
+        assert await tokens.refresh()
+        refused = await gw.get(nodes)
+        assert refused.status == 401, refused.body[:300]
+        assert gw.store.stats.shortcuts == 4
         assert calls() == 1
