@@ -82,7 +82,8 @@ def start_lab() -> None:
         )
 
 
-#: Throwaway accounts the authorization corpus makes per case (tests/server/authorize_corpus.py).
+#: Throwaway accounts the authorization corpus makes per case (tests/server/authorize_corpus.py)
+#: and the sreport test makes per run (tests/server/usage/test_sreport_lab.py).
 _THROWAWAY = re.compile(r"sgt[0-9a-f]{8}")
 
 
