@@ -29,7 +29,6 @@ from tests.server.usage.slurm_tools import utc
 __all__ = [
     "cut",
     "date_registration_back",
-    "hourly_rollup",
     "move_jobs",
     "registered_at",
     "roll_up",
@@ -41,13 +40,6 @@ _ACCOUNT = re.compile(r"[a-z0-9_]+")
 def _query(suite: LabSuite, statement: str) -> list[list[str]]:
     out = suite.run("mariadb", "-N", "-B", "slurm_acct_db", "-e", statement)
     return [line.split("\t") for line in out.stdout.splitlines() if line]
-
-
-def hourly_rollup(suite: LabSuite) -> int:
-    """``hourly_rollup`` of ``<cluster>_last_ran_table``: the start of the oldest hour slurmdbd's
-    rollup has still to do (or redo); no Slurm command shows it."""
-    rows = _query(suite, f"SELECT hourly_rollup FROM {suite.cluster}_last_ran_table")  # noqa: S608 (lab's name)
-    return int(rows[0][0])
 
 
 def registered_at(suite: LabSuite) -> int:
