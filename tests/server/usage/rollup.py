@@ -51,7 +51,10 @@ def registered_at(suite: LabSuite) -> int:
 
 def date_registration_back(suite: LabSuite, to: int) -> int | None:
     """Start the cluster's first registration event at ``to`` if it starts later; the time it
-    started at before, or None when it was early enough."""
+    started at before, or None when it was early enough.
+
+    On a lab whose slurmdbd has not rolled anything up yet, its own rollup then starts at ``to``
+    too (it begins at the first registration): those hours hold no jobs but the test's."""
     first = registered_at(suite)
     if first <= to:
         return None
