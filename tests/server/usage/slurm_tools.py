@@ -18,6 +18,7 @@ __all__ = [
     "TRES",
     "SacctJob",
     "Sums",
+    "finished",
     "parse_alloc_tres",
     "read_sacct",
     "read_sreport",
@@ -108,6 +109,20 @@ def sacct_jobs(suite: LabSuite, start: int, end: int, *ids: str) -> list[SacctJo
     if ids:
         args += ["-j", ",".join(ids)]
     return read_sacct(suite.run("env", "TZ=UTC", "sacct", *args).stdout)
+
+
+def finished(suite: LabSuite, ids: list[str]) -> bool:
+    """Whether sacct shows each job of ``ids`` and its batch step COMPLETED, with an end: then
+    slurmctld has nothing more to write to their records."""
+    out = suite.run(
+        "sacct", "-a", "-D", "-P", "-n", "-j", ",".join(ids), "--format=JobIDRaw,State,End"
+    ).stdout
+    done = set()
+    for line in out.splitlines():
+        job_id, state, end = line.split("|")
+        if state == "COMPLETED" and _seconds(end) is not None:
+            done.add(job_id)
+    return all(i in done and f"{i}.batch" in done for i in ids)
 
 
 @dataclass
