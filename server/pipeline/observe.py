@@ -104,7 +104,8 @@ def _record(
     response: web.StreamResponse | None,
 ) -> None:
     route = request.get(ROUTE)
-    endpoint = request.get(ENDPOINT)
+    # ENDPOINT is looked up only when needed: a missing key costs a KeyError inside get().
+    endpoint = request.get(ENDPOINT) if route is None else None
     if route is not None:
         operation: str | None = route.operation_id
         path = route.path
