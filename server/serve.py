@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -11,12 +13,17 @@ from typing import TextIO
 from aiohttp import web
 
 from slurmgate.server.app import build_app
-from slurmgate.server.config import load_settings
+from slurmgate.server.config import Settings, load_settings
 from slurmgate.server.errors import ConfigError
 from slurmgate.server.logs import configure_logging
 from slurmgate.server.tls import server_context
 
-__all__ = ["register"]
+__all__ = ["raise_file_limit", "register"]
+
+log = logging.getLogger("slurmgate.server")
+
+#: Descriptors kept for everything but cached answers: connections, upstream, Redis, logs.
+_SPARE_FILES = 4096
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +48,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             print(f"slurmgate serve: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, sys.stderr)
+    raise_file_limit(settings)
     listen = settings.listen
     # Until the reloader (server/reload.py) takes SIGHUP over, and after it lets go, a reload
     # request must not kill the gateway (the default action).
@@ -59,3 +67,39 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         shutdown_timeout=listen.shutdown_timeout,
     )
     return 0
+
+
+def raise_file_limit(settings: Settings) -> int:
+    """Raise this process's soft limit on open files to its hard limit; the soft limit now.
+
+    Each answer the cache keeps in a memory file holds a descriptor (docs/caching.md), up to
+    ``memory_max_bytes / memory_file_min_bytes`` of them (and as many for Redis local copies),
+    on top of the connections; a shell's soft limit is often 1,024 although the hard one is far
+    higher. Warns when even the hard limit leaves less than that plus a few thousand spare.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (OSError, ValueError) as error:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, wanted, error)
+    cache = settings.cache
+    files = 0
+    if cache.memory_file_min_bytes:
+        budget = cache.memory_max_bytes if cache.backend == "memory" else 0
+        if cache.backend == "redis":
+            budget = cache.redis_local_max_bytes
+        files = budget // cache.memory_file_min_bytes
+    needed = files + _SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "open files limit %d: the cache may hold up to %d memory files "
+            "(cache.memory_max_bytes or redis_local_max_bytes / memory_file_min_bytes) besides "
+            "the connections; raise LimitNOFILE (systemd) or ulimit -n to %d or more",
+            soft,
+            files,
+            needed,
+        )
+    return soft

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from slurmgate.server.cache.bodyfile import MIN_BYTES
 from slurmgate.server.config_types import ConfigPath, PositiveSeconds, Section, Text, parse_url
 
 __all__ = [
@@ -119,7 +120,7 @@ class CacheSettings(Section):
     memory_max_bytes: int = Field(256 << 20, ge=1 << 20, le=1 << 40)
     #: memory: answers from this size up are kept in sealed memory files and sent with sendfile
     #: (one file descriptor each); 0 never does
-    memory_file_min_bytes: int = Field(1 << 20, ge=0, le=1 << 40)
+    memory_file_min_bytes: int = Field(MIN_BYTES, ge=0, le=1 << 40)
     #: redis: bytes of recently read answers each process keeps a copy of, checked against a
     #: small stamp in Redis on every hit instead of reading the whole answer again; 0: none
     redis_local_max_bytes: int = Field(64 << 20, ge=0, le=1 << 40)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.lab.env import Lab
 from tests.server.gateway import create_token
@@ -112,3 +115,65 @@ def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
     assert [line["operation"] for line in access] == ["slurm_v0042_get_ping"] * 2
     assert {line["status"] for line in access} == {200}
     assert all(line["user"] == "carol" for line in access)
+
+
+def _open_files_limit(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no open files limit in /proc/{pid}/limits")
+
+
+#: what this machine lets a process have (prlimit may lower a hard limit, not raise it)
+_HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected", "warned"),
+    [
+        # a shell's usual soft limit under a higher hard one: raised to it, nothing to say (with
+        # 1,024 memory files at most and 4,096 spare, 5,120 is enough)
+        (f"1024:{min(_HARD, 16384)}", (min(_HARD, 16384),) * 2, min(_HARD, 16384) < 5120),
+        # a hard limit too low for 1,024 memory files and the connections: said at start
+        ("512:2048", (2048, 2048), True),
+    ],
+)
+def test_serve_raises_its_open_files_limit(
+    tmp_path: Path, limits: str, expected: tuple[int, int], warned: bool
+) -> None:
+    port = free_port()
+    (tmp_path / "jwt.key").write_bytes(b"k" * 64)
+    create_token(tmp_path / "tokens.toml", "carol")
+    config = tmp_path / "slurmgate.toml"
+    config.write_text(
+        f'[listen]\nport = {port}\n[upstream]\nurl = "http://127.0.0.1:{free_port()}"\n'
+        '[slurm_user_token]\njwt_key = "jwt.key"\n[auth]\ntokens_file = "tokens.toml"\n'
+    )
+    process = subprocess.Popen(
+        ["prlimit", f"--nofile={limits}", SLURMGATE, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("slurmgate: listening on")
+        deadline = time.monotonic() + 30
+        while True:  # serving: SIGTERM is the gateway's from now on
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/meta/versions", timeout=30):
+                    break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "the gateway did not start listening"
+                time.sleep(0.1)
+        assert _open_files_limit(process.pid) == expected
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _, stderr = process.communicate()
+    said = f"open files limit {expected[0]}: the cache may hold up to 1024 memory files" in stderr
+    assert said is warned, stderr
