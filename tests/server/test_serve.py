@@ -28,6 +28,19 @@ def free_port() -> int:
         return port
 
 
+def first_answer(request: urllib.request.Request | str) -> bytes:
+    """The body of the first answer to ``request`` from a gateway that is starting (30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                body: bytes = response.read()
+                return body
+        except urllib.error.URLError:
+            assert time.monotonic() < deadline, "the gateway did not start listening"
+            time.sleep(0.1)
+
+
 def serve_fails(config: Path) -> list[str]:
     done = subprocess.run(
         [SLURMGATE, "serve", "--config", str(config)],
@@ -87,15 +100,7 @@ def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/slurm/latest/ping/",
             headers={"Authorization": f"Bearer {token}"},
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                    body = json.loads(response.read())
-                break
-            except urllib.error.URLError:
-                assert time.monotonic() < deadline, "the gateway did not start listening"
-                time.sleep(0.1)
+        body = json.loads(first_answer(request))
         assert body["meta"]["slurm"]["cluster"] == "trixie"
         assert body["meta"]["plugin"]["data_parser"] == "data_parser/v0.0.42"
         # SIGHUP asks for a reload of the tokens file; the gateway goes on serving.
@@ -159,14 +164,7 @@ def test_serve_raises_its_open_files_limit(
     try:
         assert process.stdout is not None
         assert process.stdout.readline().startswith("slurmgate: listening on")
-        deadline = time.monotonic() + 30
-        while True:  # serving: SIGTERM is the gateway's from now on
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/meta/versions", timeout=30):
-                    break
-            except urllib.error.URLError:
-                assert time.monotonic() < deadline, "the gateway did not start listening"
-                time.sleep(0.1)
+        first_answer(f"http://127.0.0.1:{port}/meta/versions")  # SIGTERM is the gateway's now
         assert _open_files_limit(process.pid) == expected
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
