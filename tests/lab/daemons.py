@@ -137,15 +137,27 @@ def assert_alive(suite: Suite, daemon: Daemon, state: dict[str, Any]) -> None:
         raise LabError(f"{suite.name}: {daemon.key} exited during start:\n{tail}")
 
 
+def mariadb_datadir(suite: Suite) -> str:
+    """The data directory mariadbd uses when started without ``--datadir``: the package's default
+    (/var/lib/mysql in trixie; /var/lib/mariadb from MariaDB 1:11.8.6-5 on, in forky)."""
+    out = in_chroot(suite, ["mariadbd", "--verbose", "--help"], quiet=True).stdout
+    for line in out.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "datadir" and value.strip():
+            return value.strip().rstrip("/")
+    raise LabError(f"{suite.name}: mariadbd --verbose --help names no datadir")
+
+
 def ensure_database(suite: Suite) -> None:
-    if not (suite.root / "var/lib/mysql/mysql").exists():
-        log(suite, "initializing MariaDB's data directory")
+    datadir = mariadb_datadir(suite)
+    if not (suite.root / datadir.lstrip("/") / "mysql").exists():
+        log(suite, f"initializing MariaDB's data directory {datadir}")
         in_chroot(
             suite,
             [
                 "mariadb-install-db",
                 "--user=mysql",
-                "--datadir=/var/lib/mysql",
+                f"--datadir={datadir}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
             ],

@@ -94,15 +94,6 @@ SUITES = {
 }
 
 
-SUITES = {
-    s.name: s
-    for s in (
-        Suite("trixie", 16800, ("v0.0.40", "v0.0.41", "v0.0.42")),  # Slurm 24.11
-        Suite("forky", 26800, ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")),  # Slurm 26.05
-    )
-}
-
-
 def log(suite: Suite | None, message: str) -> None:
     prefix = f"[lab {suite.name}]" if suite else "[lab]"
     print(f"{prefix} {message}", flush=True)

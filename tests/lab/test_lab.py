@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from tests.lab.daemons import mariadb_datadir
 from tests.lab.env import Lab, LabSuite, purge_throwaway_accounts, start_lab, throwaway_account
 from tests.lab.suites import LAB_DIR, SUITES
 
@@ -84,3 +85,16 @@ def test_leftover_throwaway_accounts_are_purged_but_not_a_running_sessions(
         assert leftover not in listed
     finally:
         suite.run("sacctmgr", "-i", "delete", "account", mine)
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_mariadb_runs_on_the_data_directory_the_lab_initializes(lab: Lab, name: str) -> None:
+    suite = SUITES[name]
+    datadir = mariadb_datadir(suite)
+    # forky's MariaDB moved its default to /var/lib/mariadb; the lab follows the package
+    assert datadir == {"trixie": "/var/lib/mysql", "forky": "/var/lib/mariadb"}[name]
+    assert (suite.root / datadir.lstrip("/") / "mysql").is_dir()
+    running = lab.suites[name].run(
+        "mariadb", "--socket=/run/mysqld/mysqld.sock", "-N", "-e", "SELECT @@datadir"
+    )
+    assert running.stdout.strip().rstrip("/") == datadir
