@@ -88,10 +88,8 @@ def raise_file_limit(settings: Settings) -> int:
     cache = settings.cache
     files = 0
     if cache.memory_file_min_bytes:
-        budget = cache.memory_max_bytes if cache.backend == "memory" else 0
-        if cache.backend == "redis":
-            budget = cache.redis_local_max_bytes
-        files = budget // cache.memory_file_min_bytes
+        budgets = {"memory": cache.memory_max_bytes, "redis": cache.redis_local_max_bytes}
+        files = budgets.get(cache.backend, 0) // cache.memory_file_min_bytes
     needed = files + _SPARE_FILES
     if soft != resource.RLIM_INFINITY and soft < needed:
         log.warning(
