@@ -170,7 +170,7 @@ def snapshot_frame(start: Start, view: View) -> bytes:
         "time": sse.timestamp(start.time),
         "jobs": jobs,
     }
-    return sse.frame(start.kind, data, event_id=start.last_id)
+    return sse.frame(start.kind, data, event_id=start.last_id, spread="jobs")
 
 
 class JobEvents:

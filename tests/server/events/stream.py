@@ -34,16 +34,19 @@ class SseReader:
         """The next frame, None at the end of the stream."""
         found = Frame()
         seen = False
+        data: list[str] = []
         async with asyncio.timeout(self.within):
             while True:  # bounded by the timeout above
                 raw = await self.response.content.readline()
-                if not raw:
-                    return found if seen else None
-                line = raw.decode().rstrip("\n")
-                if not line:
+                if not raw or raw == b"\n":
+                    if data:  # the data lines of a frame, joined as the standard says
+                        found.data = json.loads("\n".join(data))
+                    if not raw:
+                        return found if seen else None
                     if seen:
                         return found
                     continue
+                line = raw.decode().rstrip("\n")
                 seen = True
                 name, _, value = line.partition(":")
                 value = value.removeprefix(" ")
@@ -56,7 +59,7 @@ class SseReader:
                 elif name == "retry":
                     found.retry = int(value)
                 elif name == "data":
-                    found.data = json.loads(value)
+                    data.append(value)
                 else:
                     raise AssertionError(f"unknown field {line!r}")
 

@@ -34,9 +34,15 @@ def parse(frames: list[bytes]) -> list[dict[str, Any]]:
     found = []
     for frame in frames:
         fields: dict[str, Any] = {}
+        data: list[str] = []
         for line in frame.decode().strip("\n").split("\n"):
             name, _, value = line.partition(": ")
-            fields[name] = json.loads(value) if name == "data" else value
+            if name == "data":
+                data.append(value)
+            else:
+                fields[name] = value
+        if data:  # joined with newlines, as the SSE standard says
+            fields["data"] = json.loads("\n".join(data))
         found.append(fields)
     return found
 
