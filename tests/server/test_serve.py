@@ -41,6 +41,15 @@ def first_answer(request: urllib.request.Request | str) -> bytes:
             time.sleep(0.1)
 
 
+def reap(process: subprocess.Popen[str]) -> str:
+    """Kill ``process`` if it still runs (a test that failed half-way); its stderr."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    _, stderr = process.communicate()
+    return stderr
+
+
 def serve_fails(config: Path) -> list[str]:
     done = subprocess.run(
         [SLURMGATE, "serve", "--config", str(config)],
@@ -110,10 +119,7 @@ def test_serves_until_sigterm(lab: Lab, tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        _, stderr = process.communicate()
+        stderr = reap(process)
     assert token not in stderr
     # the access log: one JSON object per line, among the other (text) lines
     access = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
@@ -169,9 +175,6 @@ def test_serve_raises_its_open_files_limit(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        _, stderr = process.communicate()
+        stderr = reap(process)
     said = f"open files limit {expected[0]}: the cache may hold up to 1024 memory files" in stderr
     assert said is warned, stderr
