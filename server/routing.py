@@ -33,7 +33,7 @@ from typing import Literal
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.routing import CachePolicy, Namespace, Route
@@ -56,7 +56,7 @@ __all__ = [
     "add_endpoint",
     "not_served",
     "own_endpoints",
-    "route_middleware",
+    "route",
     "versions_ctx",
 ]
 
@@ -264,29 +264,24 @@ def _own_target(request: web.Request) -> str:
     return f"{path}?{query}" if query else path
 
 
-def route_middleware() -> Middleware:
-    """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation, or
-    ``request[ENDPOINT]`` for the gateway's own endpoints."""
-
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        table = request.app[_TABLE]
-        matched = request.match_info.route
-        entry = table.by_route.get(matched)
-        if entry is None:
-            endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
-            if endpoint is not None:
-                request[ENDPOINT] = endpoint
-                if endpoint.route is not None:
-                    request[ROUTE] = endpoint.route
-                    request[TARGET] = _own_target(request)
-        else:
-            entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
-            request[ROUTE] = entry.route
-            request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
-        return await handler(request)
-
-    return impl
+def route(request: web.Request) -> None:
+    """The routing step: ``request[ROUTE]`` and ``request[TARGET]`` for a request that matched an
+    operation, ``request[ENDPOINT]`` for one of the gateway's own endpoints; nothing for a
+    request that matched nothing (its handler raises aiohttp's 404 or 405)."""
+    table = request.app[_TABLE]
+    matched = request.match_info.route
+    entry = table.by_route.get(matched)
+    if entry is None:
+        endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
+        if endpoint is not None:
+            request[ENDPOINT] = endpoint
+            if endpoint.route is not None:
+                request[ROUTE] = endpoint.route
+                request[TARGET] = _own_target(request)
+        return
+    entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
+    request[ROUTE] = entry.route
+    request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
 
 
 async def _ask_upstream(app: web.Application) -> tuple[str, ...]:

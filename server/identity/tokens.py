@@ -164,17 +164,6 @@ class TokenStore:
             )
         return entry.identity
 
-    def still_active(self, identity: Identity) -> bool:
-        """Whether ``identity``, as :meth:`verify` returned it, still belongs to an active entry
-        of the current table: False once a reload replaced that entry (revoked, edited, removed),
-        and once its ``expires`` or scheduled ``revoked`` time has come."""
-        entry = self._entries.get(identity.name)
-        if entry is None or entry.identity is not identity:
-            return False
-        if entry.revoked is None and entry.expires is None:
-            return True
-        return entry.status(self._clock()) == "active"
-
     async def refresh(self, *, force: bool = False) -> bool:
         """Reload the file if it changed (or always, with ``force``); True if the table changed."""
         async with self._lock:

@@ -33,7 +33,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.policies.accounts import (
     AccountsUnknown,
@@ -55,7 +54,7 @@ from slurmgate.server.identity.refusal import RefusalLog
 from slurmgate.server.keys import DECISION, ENDPOINT, IDENTITY, ROUTE
 from slurmgate.server.upstream.lookups import AccountLookups
 
-__all__ = ["MAX_LOOKUPS", "authorize", "query_pairs"]
+__all__ = ["MAX_LOOKUPS", "Step", "authorize", "query_pairs"]
 
 log = logging.getLogger("slurmgate.authz")
 
@@ -75,9 +74,11 @@ async def _no_groups(user: str) -> frozenset[str]:
     raise LookupError(f"no way to resolve the groups of {user!r} is configured")
 
 
-def authorize(
-    *, requirements: Sequence[Requirement] = (), groups: Groups = _no_groups
-) -> Middleware:
+#: The authorization step: returns when the request is allowed, raises ClientError otherwise.
+Step = Callable[[web.Request], Awaitable[None]]
+
+
+def authorize(*, requirements: Sequence[Requirement] = (), groups: Groups = _no_groups) -> Step:
     """Refuse (403) what the caller's identity does not allow; pass the rest on.
 
     ``requirements`` are the configuration's group and network rules; ``groups`` resolves a
@@ -85,11 +86,11 @@ def authorize(
     """
     refusals = RefusalLog(log)
 
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def impl(request: web.Request) -> None:
         route = request.get(ROUTE)
         if route is None:
-            return await _own_endpoint(request, handler, refusals)
+            _own_endpoint(request, refusals)
+            return
         identity = request[IDENTITY]
         try:
             if route.scope not in identity.scopes:
@@ -119,20 +120,17 @@ def authorize(
             request[DECISION] = "deny"
             raise
         request[DECISION] = "allow"
-        return await handler(request)
 
     return impl
 
 
-async def _own_endpoint(
-    request: web.Request, handler: Handler, refusals: RefusalLog
-) -> web.StreamResponse:
+def _own_endpoint(request: web.Request, refusals: RefusalLog) -> None:
     """The gateway's own endpoints: the scope, for callers that sent credentials."""
     endpoint = request.get(ENDPOINT)
     identity = request.get(IDENTITY)
     if endpoint is None or endpoint.scope is None or identity is None:
         # Public endpoints, anonymous callers of optional ones, requests that matched nothing.
-        return await handler(request)
+        return
     if endpoint.scope not in identity.scopes:
         request[DECISION] = "deny"
         refusals.log(
@@ -148,7 +146,6 @@ async def _own_endpoint(
             source=f"scope:{endpoint.scope}",
         )
     request[DECISION] = "allow"
-    return await handler(request)
 
 
 async def _check_requirements(
