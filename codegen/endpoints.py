@@ -27,7 +27,7 @@ from slurmgate.codegen.ir import OwnEndpoints, OwnOperation, Problem
 from slurmgate.policies.routing import Access, CachePolicy, OwnEndpoint
 from slurmgate.policies.rules import CacheRules, ScopeRules
 
-__all__ = ["Declaration", "cache_groups", "decide", "read_declarations"]
+__all__ = ["Declaration", "Declarations", "decide", "read_declarations"]
 
 _TOP_KEYS = frozenset({"endpoints", "schemas", "fragments"})
 _REQUIRED = ("operation_id", "method", "path", "access", "summary", "responses")
@@ -50,6 +50,17 @@ class Declaration:
     openapi: str  # canonical JSON of the _OPENAPI_KEYS present
     file: str  # "endpoints/hardware.yaml"
     key: str  # "endpoints[0]"
+
+
+@dataclass(frozen=True, slots=True)
+class Declarations:
+    """What the files declare: the endpoints whose shape is right, and the schemas they add."""
+
+    endpoints: tuple[Declaration, ...]
+    schemas: Mapping[str, tuple[str, Any]]  # name -> (file, schema)
+    #: every cache group some endpoint names, even one with other problems, which cache.toml may
+    #: invalidate (so that it is not blamed for the endpoint's mistake)
+    groups: frozenset[str]
 
 
 class _Loader(yaml.SafeLoader):
@@ -80,11 +91,12 @@ class _File:
         self.problems.append(Problem(self.name, f"{key}: {message}" if key else message))
 
 
-def read_declarations(directory: Path) -> tuple[list[Declaration], dict[str, Any], list[Problem]]:
-    """Every declaration of ``directory/*.yaml`` (files in name order), the component schemas
-    they add (name -> (file, schema)), and every problem of their shape."""
+def read_declarations(directory: Path) -> tuple[Declarations, list[Problem]]:
+    """Every declaration of ``directory/*.yaml`` (files in name order), and every problem of
+    their shape."""
     declarations: list[Declaration] = []
-    schemas: dict[str, Any] = {}
+    schemas: dict[str, tuple[str, Any]] = {}
+    groups: set[str] = set()
     problems: list[Problem] = []
     files = sorted(directory.glob("*.yaml"))
     if not files:
@@ -93,9 +105,22 @@ def read_declarations(directory: Path) -> tuple[list[Declaration], dict[str, Any
         file = _File(path)
         data = _load(path, file)
         if data is not None:
-            _read_file(data, file, declarations, schemas)
+            groups |= _groups(data)
+            if not _not_json(data, "", file):
+                _read_file(data, file, declarations, schemas)
         problems.extend(file.problems)
-    return declarations, schemas, problems
+    return Declarations(tuple(declarations), schemas, frozenset(groups)), problems
+
+
+def _groups(data: Mapping[str, Any]) -> set[str]:
+    endpoints = data.get("endpoints")
+    found = set()
+    for entry in endpoints if isinstance(endpoints, list) else []:
+        cache = entry.get("cache") if isinstance(entry, dict) else None
+        group = cache.get("group") if isinstance(cache, dict) else None
+        if isinstance(group, str) and _GROUP_NAME.fullmatch(group):
+            found.add(group)
+    return found
 
 
 def _load(path: Path, file: _File) -> dict[str, Any] | None:
@@ -106,8 +131,6 @@ def _load(path: Path, file: _File) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict):
         file.problem("", "must be a mapping with the key 'endpoints'")
-        return None
-    if _not_json(data, "", file):
         return None
     return data
 
@@ -135,7 +158,7 @@ def _read_file(
     data: dict[str, Any],
     file: _File,
     declarations: list[Declaration],
-    schemas: dict[str, Any],
+    schemas: dict[str, tuple[str, Any]],
 ) -> None:
     for unknown in sorted(set(data) - _TOP_KEYS):
         file.problem(unknown, "unknown key (expected endpoints, schemas, fragments)")
@@ -342,16 +365,8 @@ def _check_responses(responses: object, file: _File, key: str) -> None:
         file.problem(key, "declares no 2xx answer")
 
 
-def cache_groups(declarations: list[Declaration]) -> frozenset[str]:
-    """The cache groups cached own endpoints belong to (``cache.toml`` may invalidate them)."""
-    return frozenset(d.row.cache_group for d in declarations if d.row.cache_group)
-
-
 def decide(
-    declarations: list[Declaration],
-    schemas: Mapping[str, Any],
-    scopes: ScopeRules,
-    cache: CacheRules,
+    declared: Declarations, scopes: ScopeRules, cache: CacheRules
 ) -> tuple[OwnEndpoints, list[Problem]]:
     """Check the declarations together and against the policy files; the IR of the endpoints."""
     problems: list[Problem] = []
@@ -359,7 +374,7 @@ def decide(
     ids: dict[str, str] = {}
     invalidated = {group for rule in cache.invalidations for group in rule.groups}
     known_groups = cache.groups | invalidated
-    for declaration in declarations:
+    for declaration in declared.endpoints:
         row = declaration.row
         here = f"{declaration.file} {declaration.key}"
         found: list[str] = []
@@ -378,9 +393,9 @@ def decide(
             )
         problems.extend(Problem(declaration.file, f"{declaration.key}: {text}") for text in found)
     operations = sorted(
-        (OwnOperation(d.row, d.openapi, f"{d.file} {d.key}") for d in declarations),
+        (OwnOperation(d.row, d.openapi, f"{d.file} {d.key}") for d in declared.endpoints),
         key=lambda operation: (operation.row.path, operation.row.method),
     )
-    rendered = {name: schema for name, (_, schema) in sorted(schemas.items())}
+    rendered = {name: schema for name, (_, schema) in sorted(declared.schemas.items())}
     text = json.dumps(rendered, sort_keys=True, ensure_ascii=False)
     return OwnEndpoints(tuple(operations), text), problems

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from slurmgate.codegen.endpoints import cache_groups, decide, read_declarations
+from slurmgate.codegen.endpoints import decide, read_declarations
 from slurmgate.codegen.ir import NO_OWN_ENDPOINTS, Build, OwnEndpoints, Problem
 from slurmgate.codegen.load import load_specs
 from slurmgate.codegen.parse import Policies, parse
@@ -52,18 +52,18 @@ def load_policies(policy_dir: Path) -> tuple[Policies | None, OwnEndpoints, list
     """The three policy files and the own endpoints' declarations (``endpoints/*.yaml``); each
     file's problems are reported, not raised."""
     problems: list[Problem] = []
-    declarations, schemas, declaration_problems = read_declarations(policy_dir / "endpoints")
+    declared, declaration_problems = read_declarations(policy_dir / "endpoints")
     problems.extend(declaration_problems)
     scopes = _load(load_scope_rules, policy_dir / "scopes.toml", problems)
     cache = _load(
-        partial(load_cache_rules, own_groups=cache_groups(declarations)),
+        partial(load_cache_rules, own_groups=declared.groups),
         policy_dir / "cache.toml",
         problems,
     )
     accounts = _load(load_account_rules, policy_dir / "accounts.toml", problems)
     if scopes is None or cache is None or accounts is None:
         return None, NO_OWN_ENDPOINTS, problems
-    own, own_problems = decide(declarations, schemas, scopes, cache)
+    own, own_problems = decide(declared, scopes, cache)
     problems.extend(own_problems)
     return Policies(scopes, cache, accounts), own, problems
 
