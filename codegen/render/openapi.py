@@ -168,7 +168,7 @@ def render_openapi(api: ApiSpec) -> str:
     for route in api.routes:
         operation = document["paths"][route.operation.path][route.operation.method.lower()]
         _extend(operation, route)
-    document["paths"].update(_own_paths(api.own))
+    document["paths"].update(_declared_paths(api.own))
     tags = document.setdefault("tags", [])
     tags.append({"name": "slurmgate", "description": "the gateway's own endpoints"})
     body = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False)
@@ -226,17 +226,17 @@ def _cache_sentence(policy: CachePolicy, group: str) -> str:
     return f"Cached (policy {policy}, group {group}); see the X-Cache headers."
 
 
-def _own_paths(own: OwnEndpoints) -> Json:
+def _declared_paths(own: OwnEndpoints) -> Json:
     """The path items of the gateway's own endpoints."""
     paths: Json = {}
     for operation in own.operations:
-        paths.setdefault(operation.row.path, {})[operation.row.method.lower()] = _own_operation(
-            operation
+        paths.setdefault(operation.row.path, {})[operation.row.method.lower()] = (
+            _declared_operation(operation)
         )
     return paths
 
 
-def _own_operation(operation: OwnOperation) -> Json:
+def _declared_operation(operation: OwnOperation) -> Json:
     """One own endpoint's operation: as declared, plus what its access, scope and cache imply."""
     row = operation.row
     result: Json = json.loads(operation.openapi)
