@@ -99,7 +99,7 @@ class Endpoint:
     operation_id: str
     #: the scope credentials must carry (None: public, credentials are never looked at)
     scope: str | None
-    #: its routing-table row when policies/cache.toml caches it (None: never cached)
+    #: its routing-table row when its declaration caches it (None: never cached)
     route: Route | None = None
 
 
