@@ -26,9 +26,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from slurmgate.generated.endpoints import ENDPOINTS
 from slurmgate.policies.requirements import GroupCache, user_groups
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi, usage
+from slurmgate.server.endpoints import bind
 from slurmgate.server.events.service import events_ctx, events_shutdown
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
@@ -116,59 +117,9 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             reload_ctx,
         ]
     )
-    # The gateway's own endpoints; their scopes come from policies/scopes.toml.
-    add_endpoint(
-        app,
-        "/meta/versions",
-        meta.versions,
-        operation_id="slurmgate_get_meta_versions",
-        access="public",
-    )
-    add_endpoint(
-        app, "/openapi/v3", openapi.openapi, operation_id="slurmgate_get_openapi", access="public"
-    )
-    add_endpoint(
-        app,
-        "/openapi/v3/{version:v[0-9]+\\.[0-9]+\\.[0-9]+}",
-        openapi.openapi_version,
-        operation_id="slurmgate_get_openapi_version",
-        access="public",
-    )
-    add_endpoint(
-        app, "/health", health.health, operation_id="slurmgate_get_health", access="optional"
-    )
-    add_endpoint(
-        app, "/metrics", metrics.metrics, operation_id="slurmgate_get_metrics", access="token"
-    )
-    # Computed from slurmrestd's nodes and partitions; cached as policies/cache.toml says.
-    for name, handler in (
-        ("table", hardware.table),
-        ("stats", hardware.stats),
-        ("avail", hardware.avail),
-    ):
-        add_endpoint(
-            app,
-            f"/hardware/{name}",
-            handler,
-            operation_id=f"slurmgate_get_hardware_{name}",
-            access="token",
-        )
-    # Server-Sent Events from one shared poller (server/events/); never cached.
-    add_endpoint(
-        app,
-        "/slurmgate/v1/events/jobs",
-        events.jobs,
-        operation_id="slurmgate_get_events_jobs",
-        access="token",
-    )
-    # Computed from slurmdbd's job records; scope slurmdb:read, cached in the group db-jobs.
-    add_endpoint(
-        app,
-        "/slurmgate/v1/usage",
-        usage.usage,
-        operation_id="slurmgate_get_usage",
-        access="token",
-    )
+    # The gateway's own endpoints, as policies/endpoints/ declares them (generated/endpoints.py).
+    for row, handler in bind(ENDPOINTS):
+        add_endpoint(app, row, handler)
     add_api_routes(app, forward)
     app.on_shutdown.append(_stopping)
     app.on_shutdown.append(events_shutdown)

@@ -11,12 +11,13 @@ slurmrestd cannot disagree about which operation (and which job, node or account
 The query string is forwarded byte for byte.
 
 The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
-``/hardware/...``) are registered with :func:`add_endpoint`, which names them for authentication
-(``public-*``: no credentials; ``optional-*``: credentials checked only when sent) and takes the
-scope they need from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``. One that a
-``namespace = "slurmgate"`` rule of ``policies/cache.toml`` caches also gets a routing-table row
-(``request[ROUTE]``, ``request[TARGET]``: its path and query), so that authorize and cache treat it
-like any cached read: scope and requirements, cache group, freshness, single-flight.
+``/hardware/...``) are the rows of ``generated/endpoints.py`` (declared in
+``policies/endpoints/*.yaml``), registered with :func:`add_endpoint`, which names them for
+authentication (``public-*``: no credentials; ``optional-*``: credentials checked only when sent)
+and gives the pipeline their operation id and scope (``request[ENDPOINT]``). One whose row is
+cached also gets a routing-table row (``request[ROUTE]``, ``request[TARGET]``: its path and
+query), so that authorize and cache treat it like any cached read: scope and requirements, cache
+group, freshness, single-flight. Nothing here reads a policy file.
 """
 
 from __future__ import annotations
@@ -28,17 +29,13 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from functools import cache
-from typing import Literal
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from slurmgate.generated import ROUTES
-from slurmgate.policies.routing import CachePolicy, Namespace, Route
-from slurmgate.policies.rules import CacheRules, ScopeRules, load_cache_rules, load_scope_rules
-from slurmgate.policies.selectors import split_path
+from slurmgate.policies.routing import Access, CachePolicy, Namespace, OwnEndpoint, Route
 from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
 from slurmgate.server.keys import (
     ENDPOINT,
@@ -102,75 +99,44 @@ class Endpoint:
     operation_id: str
     #: the scope credentials must carry (None: public, credentials are never looked at)
     scope: str | None
-    #: its routing-table row when policies/cache.toml caches it (None: never cached)
+    #: its routing-table row when its declaration caches it (None: never cached)
     route: Route | None = None
 
 
 _ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("own_endpoints")
 
-#: "public": anyone; "optional": anyone, but credentials that are sent must be valid and carry
-#: the scope; "token": credentials with the scope are required
-Access = Literal["public", "optional", "token"]
-_NAME_PREFIX: dict[Access, str] = {"public": "public-", "optional": "optional-", "token": "own-"}
+_NAME_PREFIX = {Access.PUBLIC: "public-", Access.OPTIONAL: "optional-", Access.TOKEN: "own-"}
 
 
-@cache
-def _scope_rules() -> ScopeRules:
-    return load_scope_rules()
-
-
-def _own_scope(path: str, method: str) -> str:
-    """The scope ``policies/scopes.toml`` gives the gateway's endpoint ``method path``."""
-    segments = split_path(f"/slurmgate{path}").segments
-    scopes = {rule.scope for rule in _scope_rules().matching("slurmgate", segments, method)}
-    if len(scopes) != 1:
-        # Fail closed at start: an endpoint without exactly one scope is a policy mistake.
-        raise ValueError(f"scopes.toml gives {method} {path} {len(scopes)} scopes, not one")
-    return scopes.pop()
-
-
-@cache
-def _cache_rules() -> CacheRules:
-    return load_cache_rules()
-
-
-def _own_cache(path: str, method: str) -> tuple[CachePolicy, str]:
-    """The cache policy and group ``policies/cache.toml`` gives the endpoint (none when no rule)."""
-    segments = split_path(f"/slurmgate{path}").segments
-    found = {(r.policy, r.group) for r in _cache_rules().matching("slurmgate", segments, method)}
-    if len(found) > 1:
-        raise ValueError(f"cache.toml gives {method} {path} {len(found)} cache policies, not one")
-    return found.pop() if found else (CachePolicy.NONE, "")
-
-
-def add_endpoint(
-    app: web.Application, path: str, handler: Handler, *, operation_id: str, access: Access
-) -> None:
-    """Register one of the gateway's own GET endpoints (see the module docstring)."""
-    scope = None if access == "public" else _own_scope(path, "GET")
-    name = _NAME_PREFIX[access] + operation_id.replace("_", "-")
-    row = None
-    policy, group = _own_cache(path, "GET")
-    if policy is not CachePolicy.NONE:
-        if access != "token" or scope is None:
-            # Cached answers are keyed and filled per authenticated caller.
-            raise ValueError(f"GET {path} is cached by cache.toml, so its access must be 'token'")
-        row = Route(
-            method="GET",
-            path=path,
-            operation_id=operation_id,
+def add_endpoint(app: web.Application, row: OwnEndpoint, handler: Handler) -> None:
+    """Register one of the gateway's own endpoints, a row of ``generated/endpoints.py``."""
+    name = _NAME_PREFIX[row.access] + row.operation_id.replace("_", "-")
+    route = None
+    if row.cache is not CachePolicy.NONE:
+        if row.access is not Access.TOKEN or row.scope is None:
+            # codegen refuses such a declaration; a hand-edited table must not slip through.
+            raise ValueError(f"{row.operation_id} is cached, so its access must be 'token'")
+        route = Route(
+            method=row.method,
+            path=row.path,
+            operation_id=row.operation_id,
             namespace=Namespace.SLURMGATE,
             tag="slurmgate",
             body_model=None,
             mutating=False,
-            scope=scope,
-            cache=policy,
-            cache_group=group,
+            scope=row.scope,
+            cache=row.cache,
+            cache_group=row.cache_group,
             invalidates=(),
             accounts=(),
         )
-    route = app.router.add_get(path, handler, name=name)
-    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope, row)
+    endpoint = Endpoint(row.operation_id, row.scope, route)
+    resource = app.router.add_resource(row.router_path, name=name)
+    registered = app.setdefault(_ENDPOINTS, {})
+    # HEAD beside GET, as aiohttp's add_get does, and known to the pipeline like the GET: a HEAD
+    # the authorize step did not recognise would skip the scope check.
+    for method in ("HEAD", "GET") if row.method == "GET" else (row.method,):
+        registered[resource.add_route(method, handler)] = endpoint
 
 
 def own_endpoints(app: web.Application) -> dict[str, Endpoint]:

@@ -45,8 +45,12 @@ def test_the_wheel_holds_every_module_and_document(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder in FOLDERS:
         for source in (REPO / folder).rglob("*"):
-            if source.suffix in {".py", ".toml", ".jinja", ".json"} and "__pycache__" not in str(
-                source
-            ):
+            if source.suffix in {
+                ".py",
+                ".toml",
+                ".yaml",
+                ".jinja",
+                ".json",
+            } and "__pycache__" not in str(source):
                 inside = "slurmgate/" + source.relative_to(REPO).as_posix()
                 assert inside in names, f"{inside} is not in the wheel"

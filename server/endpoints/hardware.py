@@ -2,10 +2,10 @@
 
 Computed from slurmrestd's nodes and partitions, read with the newest API version the upstream
 serves and acting as the caller (like any forwarded read, so Slurm's PrivateData applies), by the
-pure functions of server/hardware/summary.py. They need the scope ``slurmgate:hardware``
-(policies/scopes.toml) and are cached by the cache step like slurmrestd's reads: their policy and
-group (``hardware``) come from policies/cache.toml, which also makes every change of nodes or
-partitions invalidate them. docs/extending.md shows how they were added, step by step.
+pure functions of server/hardware/summary.py. policies/endpoints/hardware.yaml declares them:
+the scope ``slurmgate:hardware``, and their cache policy and group (``hardware``), with which the
+cache step caches them like slurmrestd's reads; policies/cache.toml makes every change of nodes
+or partitions invalidate that group. docs/extending.md shows how they were added, step by step.
 
 Each answer is in slurmrestd's envelope (``meta``, ``errors``, ``warnings``, slurmrestd's warnings
 passed on). ``?partition=NAME`` limits the answer to one partition's nodes. Anything else in the
