@@ -27,6 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from slurmgate.policies.requirements import GroupCache, user_groups
+from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import Settings
 from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi, usage
 from slurmgate.server.events.service import events_ctx, events_shutdown
@@ -77,6 +78,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             group_file=authorization.group_file,
         ),
         ttl=authorization.group_cache_seconds,
+        flight=SingleFlight(name="slurmgate group resolution"),
     )
     steps = Steps(
         observe=Observer(),
