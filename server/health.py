@@ -200,7 +200,7 @@ class HealthMonitor:
 
     async def _ping(self, daemon: str) -> Check:
         paths = _PINGS[daemon]
-        served = [v for v in self._app[UPSTREAM_VERSIONS] if v in paths]
+        served = [v for v in self._app[UPSTREAM_VERSIONS].served if v in paths]
         if not served:
             return {"status": SKIPPED, "error": "no API version served here has this ping"}
         version = served[-1]
