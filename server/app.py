@@ -14,8 +14,10 @@ reloader (server/reload.py). On shutdown, the job event streams are ended first 
 ``end`` event), so that aiohttp does not wait for them. Made here, holding no
 resource: the Prometheus registry (``app[METRICS]``, whose collectors read the cache, the token,
 the gate and the limits when scraped), the rate limits (``app[RATE_LIMITS]``), the cap on
-upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``) and the group and network rules
-(``app[REQUIREMENTS]``, a list the reloader refills in place).
+upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``), the group and network rules
+(``app[REQUIREMENTS]``, a list the reloader refills in place) and the API versions served
+(``app[UPSTREAM_VERSIONS]``, a holder whose contents the discovery replaces: nothing writes to
+the app once it has started).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from aiohttp import web
 
 from slurmgate.generated.endpoints import ENDPOINTS
 from slurmgate.policies.requirements import GroupCache, user_groups
+from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import Settings
 from slurmgate.server.endpoints import bind
 from slurmgate.server.events.service import events_ctx, events_shutdown
@@ -55,8 +58,13 @@ from slurmgate.server.pipeline.limit import check_caller, check_refusal
 from slurmgate.server.pipeline.observe import Observer
 from slurmgate.server.pipeline.upstream import forward
 from slurmgate.server.reload import make_gate, make_limits, reload_ctx
-from slurmgate.server.routing import add_api_routes, add_endpoint, route, versions_ctx
-from slurmgate.server.upstream import slurm_user_token_ctx, transport_ctx
+from slurmgate.server.routing import add_api_routes, add_endpoint, route
+from slurmgate.server.upstream import (
+    UpstreamVersions,
+    slurm_user_token_ctx,
+    transport_ctx,
+    versions_ctx,
+)
 
 __all__ = ["build_app"]
 
@@ -64,7 +72,7 @@ log = logging.getLogger("slurmgate.server")
 
 
 def _served(request: web.Request) -> tuple[str, ...]:
-    return request.app[UPSTREAM_VERSIONS]
+    return request.app[UPSTREAM_VERSIONS].served
 
 
 def build_app(settings: Settings, *, config_file: Path | None = None) -> web.Application:
@@ -78,6 +86,7 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             group_file=authorization.group_file,
         ),
         ttl=authorization.group_cache_seconds,
+        flight=SingleFlight(name="slurmgate group resolution"),
     )
     steps = Steps(
         observe=Observer(),
@@ -96,6 +105,8 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
     app[REQUIREMENTS] = requirements
     app[RATE_LIMITS] = make_limits(settings)
     app[UPSTREAM_GATE] = make_gate(settings)
+    # A holder: discovery changes what it holds, never the app once it has started.
+    app[UPSTREAM_VERSIONS] = UpstreamVersions(settings.versions)
     app[METRICS] = Metrics(
         cache=lambda: app.get(CACHE),
         cache_backend=settings.cache.backend,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
     from slurmgate.server.upstream.transport import Transport
+    from slurmgate.server.upstream.versions import UpstreamVersions
 
 __all__ = [
     "CACHE",
@@ -62,8 +63,9 @@ TRANSPORT: web.AppKey[Transport] = web.AppKey("transport")
 SLURM_USER_TOKEN: web.AppKey[SlurmUserToken] = web.AppKey("slurm_user_token")
 #: the response cache; None when ``cache.backend = "off"``
 CACHE: web.AppKey[ResponseCache | None] = web.AppKey("cache")
-#: API versions served, oldest first: generated versions the upstream also serves
-UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
+#: the API versions served (``.served``, oldest first: generated versions the upstream also
+#: serves); set in build_app, what it holds changed by versions_ctx (server/upstream/versions.py)
+UPSTREAM_VERSIONS: web.AppKey[UpstreamVersions] = web.AppKey("upstream_versions")
 #: the Prometheus registry and metrics of this app (set in build_app, never the global registry)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 #: the health checks and their last report (set by health_ctx)

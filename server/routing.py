@@ -2,8 +2,8 @@
 
 Every operation of every generated version is registered at its own path, with and without the
 trailing slash (slurmrestd accepts both), and under ``/<namespace>/latest/...``. Which versions
-are live is decided per request from ``app[UPSTREAM_VERSIONS]`` (what the upstream serves), so a
-version the upstream lacks answers 404 naming the ones it has.
+are live is decided per request from ``app[UPSTREAM_VERSIONS]`` (what the upstream serves, learnt
+by server/upstream/versions.py), so a version the upstream lacks answers 404 naming the ones it has.
 
 The path sent upstream is rebuilt from the matched template and the path parameters, never copied
 from the client: each parameter must match a conservative character set, so that the gateway and
@@ -22,12 +22,8 @@ group, freshness, single-flight. Nothing here reads a policy file.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
@@ -36,15 +32,13 @@ from aiohttp.typedefs import Handler
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.routing import Access, CachePolicy, Namespace, OwnEndpoint, Route
-from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
+from slurmgate.server.errors import BadRequest, NotFound
 from slurmgate.server.keys import (
     ENDPOINT,
     ROUTE,
-    SETTINGS,
     TARGET,
     UPSTREAM_VERSIONS,
 )
-from slurmgate.server.upstream.acting import send_as
 
 __all__ = [
     "LATEST",
@@ -54,19 +48,13 @@ __all__ = [
     "not_served",
     "own_endpoints",
     "route",
-    "versions_ctx",
 ]
-
-log = logging.getLogger("slurmgate.routing")
 
 LATEST = "latest"
 #: Path parameter values: job ids (123, 123_4, 123+1), node, partition, account, user, QOS,
 #: reservation, cluster and wckey names, host lists (n[1-4]). No "/", "%", "?", "#" or spaces.
 _PARAM = re.compile(r"[A-Za-z0-9._+,:@=\[\]-]{1,256}")
 _PARAM_NAMES = re.compile(r"{(\w+)}")
-_NAMESPACES = frozenset({"slurm", "slurmdb", "util"})
-#: seconds between attempts to learn the upstream's API versions while it cannot answer
-RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,62 +233,6 @@ def route(request: web.Request) -> None:
                 request[ROUTE] = endpoint.route
                 request[TARGET] = _own_target(request)
         return
-    entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
+    entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS].served)
     request[ROUTE] = entry.route
     request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
-
-
-async def _ask_upstream(app: web.Application) -> tuple[str, ...]:
-    """The API versions slurmrestd's own /openapi/v3 lists."""
-    answer = await send_as(
-        app,
-        "GET",
-        "/openapi/v3",
-        user=None,
-        headers=(("Accept", "application/json"),),
-        purpose="versions",
-    )
-    if answer.status != 200:
-        raise UpstreamUnavailable(f"GET /openapi/v3 answered {answer.status}")
-    paths = json.loads(answer.body).get("paths", {})
-    found = {p.split("/")[2] for p in paths if p.count("/") > 2 and p.split("/")[1] in _NAMESPACES}
-    return tuple(sorted(found, key=_version_key))
-
-
-def _live(app: web.Application, upstream: tuple[str, ...] | None) -> tuple[str, ...]:
-    """Generated versions, limited to what the upstream serves and to the configured list."""
-    wanted = app[SETTINGS].versions or tuple(ROUTES)
-    live = [v for v in wanted if v in ROUTES and (upstream is None or v in upstream)]
-    return tuple(sorted(live, key=_version_key))
-
-
-async def versions_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Learn which API versions the upstream serves; until it answers, assume the configured ones.
-
-    Retries in the background every ``RETRY_SECONDS`` while slurmrestd cannot be asked.
-    """
-    app[UPSTREAM_VERSIONS] = _live(app, None)
-    first_attempt = asyncio.Event()
-
-    async def discover() -> None:
-        while True:
-            try:
-                live = _live(app, await _ask_upstream(app))
-            except (SlurmgateError, ValueError, AttributeError) as error:
-                log.warning("cannot ask slurmrestd for its API versions (%s); retrying", error)
-                first_attempt.set()
-                await asyncio.sleep(RETRY_SECONDS)
-            else:
-                app[UPSTREAM_VERSIONS] = live
-                log.info("serving API versions %s", ", ".join(live))
-                first_attempt.set()
-                return
-
-    task = asyncio.create_task(discover())
-    # Serve once the first attempt is over, so a healthy upstream's versions apply at once.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(first_attempt.wait(), app[SETTINGS].upstream.timeout)
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -192,7 +192,7 @@ async def _answer(request: web.Request, compute: Compute) -> web.StreamResponse:
 
 async def _summary(request: web.Request, partition: str | None, compute: Compute) -> Answer:
     """The summary from slurmrestd's nodes and partitions, read as the caller."""
-    served = request.app[UPSTREAM_VERSIONS]
+    served = request.app[UPSTREAM_VERSIONS].served
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
     version = served[-1]  # oldest first: the newest one reads every field the summaries use

@@ -164,7 +164,7 @@ async def _report(
 ) -> Answer:
     """The report's answer, from slurmdbd's job records read as the caller."""
     identity = request[IDENTITY]
-    served = request.app[UPSTREAM_VERSIONS]
+    served = request.app[UPSTREAM_VERSIONS].served
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
     version = served[-1]  # oldest first; 24.11's v0.0.40/41 refuse epoch times
