@@ -195,6 +195,9 @@ def _resolve(table: _Table, entry: _Entry, served: tuple[str, ...]) -> _Entry:
 
 
 def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
+    if not params:  # a path without parameters is its template (most polled ones are)
+        return f"{entry.template}?{query}" if query else entry.template
+
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         value = params[name]

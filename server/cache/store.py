@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from slurmgate.server.cache.backends import Backend, MemoryBackend
 from slurmgate.server.cache.control import Directives
@@ -55,6 +55,8 @@ T = TypeVar("T")
 #: A non-empty ``errors`` array anywhere in a JSON body. ``"errors"`` with its quotes cannot occur
 #: inside a JSON string (quotes there are escaped), so every match is a key.
 _ERRORS_KEY = re.compile(rb'"errors"\s*:\s*(\[\s*\])?')
+#: Keys whose backend names are remembered at most (then forgotten all at once).
+_MAX_NAMES = 4096
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.2
 
@@ -149,9 +151,8 @@ class Filled:
     from_peer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    """What :meth:`ResponseCache.read` answers a request with."""
+class Served(NamedTuple):
+    """What :meth:`ResponseCache.read` answers a request with (a tuple: made on every hit)."""
 
     #: status, headers and body to send: a stored entry, or an answer that was not stored
     answer: Answer | Entry
@@ -204,6 +205,8 @@ class ResponseCache:
         #: monotonic time of the last failure: only an operation started after it proves the
         #: backend is back (one that was already under way may succeed late)
         self._failed_at = 0.0
+        #: (material, group) -> their backend keys (see :meth:`_names`), at most _MAX_NAMES
+        self._name_memo: dict[tuple[str, str], tuple[str, str]] = {}
         #: groups invalidated while the backend was failing; bumped before it is read again
         self._pending: set[str] = set()
         #: per-group counter bumped by every invalidation, so that in-process flights started
@@ -240,14 +243,35 @@ class ResponseCache:
         if directives.no_store:
             self.stats.bypasses += 1
             return Served(await fetch(), None, "BYPASS")
-        lookup = self._peek_lookup(material, group)
-        if lookup is None:
+        peek = self._peek
+        lookup: Lookup | None = None
+        if peek is not None:
+            # This process's memory: a read that cannot fail or wait, and a hit made of as
+            # little as possible (most requests are hits): no Lookup, no task.
+            entry_key, generation_key = self._names(material, group)
+            entry, generation = peek(entry_key, generation_key)
+        else:
             lookup = await self.lookup(material, group)
+            entry_key, entry, generation = lookup.entry_key, lookup.entry, lookup.generation
         if not directives.refresh:
-            fresh = _fresh(lookup.entry, lookup.generation, time.time(), directives.max_age)
+            fresh = _fresh(entry, generation, time.time(), directives.max_age)
             if fresh is not None:
                 self.stats.hits += 1
                 return Served(fresh, fresh, "HIT")
+        if lookup is None:
+            lookup = Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+        return await self._miss(lookup, fetch, bounds=bounds, user=user, directives=directives)
+
+    async def _miss(
+        self,
+        lookup: Lookup,
+        fetch: Callable[[], Awaitable[Answer]],
+        *,
+        bounds: FreshnessSettings,
+        user: str,
+        directives: Directives,
+    ) -> Served:
+        """:meth:`read` of a key without a fresh entry: the shared fill, or stale-if-error."""
         try:
             filled = await self.fill(
                 lookup, fetch, bounds=bounds, user=user, refresh=directives.refresh
@@ -281,9 +305,20 @@ class ResponseCache:
         """
         if self._peek is None:
             return None
-        entry_key = self._keys.entry(material)
-        entry, generation = self._peek(entry_key, self._keys.generation(group))
+        entry_key, generation_key = self._names(material, group)
+        entry, generation = self._peek(entry_key, generation_key)
         return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+
+    def _names(self, material: str, group: str) -> tuple[str, str]:
+        """The backend keys of ``material``'s entry and of ``group``'s generation, made once
+        per key (clients ask for the same few over and over)."""
+        names = self._name_memo.get((material, group))
+        if names is None:
+            if len(self._name_memo) >= _MAX_NAMES:
+                self._name_memo.clear()
+            names = (self._keys.entry(material), self._keys.generation(group))
+            self._name_memo[(material, group)] = names
+        return names
 
     async def lookup(self, material: str, group: str) -> Lookup:
         """What is stored for ``material``; a failing backend reads as "nothing stored".

@@ -94,7 +94,7 @@ def authenticate(
 
 
 def _single(request: web.Request, header: str) -> str | None:
-    values = request.headers.getall(header, [])
+    values = request.headers.getall(header, ())
     if len(values) > 1:
         raise Refused(f"{header} given more than once", reason=f"{len(values)} {header} headers")
     if values and len(values[0]) > MAX_HEADER_CHARS:
@@ -106,7 +106,9 @@ def _single(request: web.Request, header: str) -> str | None:
 
 
 async def _identify(request: web.Request) -> Identity:
-    authorization, user_token, user_name = (_single(request, h) for h in _USER_HEADERS)
+    authorization = _single(request, "Authorization")
+    user_token = _single(request, "X-SLURM-USER-TOKEN")
+    user_name = _single(request, "X-SLURM-USER-NAME")
     if authorization is not None and user_token is not None:
         raise Refused(
             "give either Authorization or X-SLURM-USER-TOKEN, not both",
@@ -115,7 +117,11 @@ async def _identify(request: web.Request) -> Identity:
     if user_token is not None:
         identity = _bearer(request, user_token)
     elif authorization is not None:
-        identity = await _authorization(request, authorization)
+        parsed = _split(authorization)
+        if parsed is not None and parsed[0] == "bearer":
+            identity = _bearer(request, parsed[2])  # no await for the commonest credentials
+        else:
+            identity = await _authorization(request, authorization)
     else:
         raise Refused(
             "no credentials: send Authorization: Bearer <token> or MUNGE <credential>",

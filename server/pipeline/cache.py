@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from slurmgate.policies.routing import Namespace, Route
 from slurmgate.server.cache.backends import make_backend
 from slurmgate.server.cache.bodyfile import BodyFile
-from slurmgate.server.cache.control import parse_directives
+from slurmgate.server.cache.control import Directives, parse_directives
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.freshness import bounds
 from slurmgate.server.cache.keys import has_update_time, key_material
@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("slurmgate.cache")
+
+#: A request that says nothing of the cache.
+_NONE = Directives()
 
 #: Makes the answer a cached request would get without the cache (the upstream call).
 Fetch = Callable[[], Awaitable[Answer]]
@@ -84,30 +87,35 @@ async def read_through(request: web.Request, fetch: Fetch) -> web.StreamResponse
 
     Sets ``request[CACHE_STATE]`` (as in ``X-Cache``) on cached routes.
     """
-    store = request.app[CACHE]
+    app = request.app
+    store = app[CACHE]
     route = request.get(ROUTE)
-    policy = (
-        None if store is None or route is None else bounds(request.app[SETTINGS].cache, route.cache)
-    )
-    if store is None or route is None or policy is None:
+    if store is None or route is None:
         return respond(await fetch())
-    try:
-        directives = parse_directives(_joined(request, "Cache-Control"), _joined(request, "Pragma"))
-    except ValueError as error:
-        raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
+    settings = app[SETTINGS].cache
+    policy = bounds(settings, route.cache)
+    if policy is None:
+        return respond(await fetch())
+    headers = request.headers
+    directives = _NONE
+    if "Cache-Control" in headers or "Pragma" in headers:
+        try:
+            directives = parse_directives(
+                _joined(request, "Cache-Control"), _joined(request, "Pragma")
+            )
+        except ValueError as error:
+            raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
     target = request[TARGET]
     if has_update_time(target.partition("?")[2]):
         # update_time answers mean "nothing changed since then" only to that client.
         directives = replace(directives, no_store=True)
-    settings = request.app[SETTINGS].cache
     identity = request[IDENTITY]
     material = key_material(
         target,
-        request.headers.get("Accept", ""),
+        headers.get("Accept", ""),
         identity.user if settings.per_user else None,
         _restriction(route, identity),
     )
-    request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
     try:
         served = await store.read(
             material,
@@ -117,8 +125,10 @@ async def read_through(request: web.Request, fetch: Fetch) -> web.StreamResponse
             user=identity.user,
             directives=directives,
         )
-    except UpstreamError as error:
-        error.headers["X-Cache"] = "MISS"  # the 502/504 of a cached route says so too
+    except BaseException as error:
+        request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
+        if isinstance(error, UpstreamError):
+            error.headers["X-Cache"] = "MISS"  # the 502/504 of a cached route says so too
         raise
     request[CACHE_STATE] = served.outcome
     return respond(served.answer, served.entry, served.outcome, private=settings.per_user)
@@ -199,19 +209,26 @@ def respond(
     was made (server/pipeline/upstream.py).
     """
     if entry is None:
-        headers = _headers(answer, None, outcome, private)
+        return web.Response(
+            status=answer.status,
+            reason=answer.reason or None,
+            body=answer.body,
+            headers=_headers(answer, None, outcome, private),
+        )
+    key = (outcome or "", private)
+    made = entry.headers_made.get(key)
+    if made is None:
+        made = entry.headers_made[key] = _headers(answer, entry, outcome, private)
+    # Each response copies ``made`` into headers of its own, so the made ones never change.
+    response: web.StreamResponse
+    if entry.file is not None:
+        response = _FileAnswer(entry.file, entry.status, entry.reason, made)
     else:
-        made = entry.headers_made.get((outcome or "", private))
-        if made is None:
-            made = _headers(answer, entry, outcome, private)
-            entry.headers_made[(outcome or "", private)] = made
-        headers = CIMultiDict(made)  # the response's own copy: the made one is never changed
-        headers["Age"] = str(int(entry.age(time.time())))
-        if entry.file is not None:
-            return _FileAnswer(entry.file, entry.status, entry.reason, headers)
-    return web.Response(
-        status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
-    )
+        response = web.Response(
+            status=entry.status, reason=entry.reason or None, body=entry.body, headers=made
+        )
+    response.headers["Age"] = str(int(entry.age(time.time())))
+    return response
 
 
 class _FileAnswer(web.StreamResponse):

@@ -65,7 +65,6 @@ def pipeline(steps: Steps) -> Middleware:
     @web.middleware
     async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        arrived = time.time()
         request_id = observe.begin(request)
         response: web.StreamResponse | None = None
         status = 500
@@ -96,6 +95,6 @@ def pipeline(steps: Steps) -> Middleware:
             raise
         finally:
             seconds = time.perf_counter() - started
-            observe.end(request, request_id, status, seconds, arrived=arrived, response=response)
+            observe.end(request, request_id, status, seconds, response=response)
 
     return impl

@@ -21,6 +21,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -80,11 +81,11 @@ class Observer:
         status: int,
         seconds: float,
         *,
-        arrived: float,
         response: web.StreamResponse | None,
     ) -> None:
-        """Count and log the answer (``status``: as sent, or :data:`CLIENT_CLOSED`)."""
-        _record(request, request_id, status, seconds, arrived=arrived, response=response)
+        """Count and log the answer (``status``: as sent, or :data:`CLIENT_CLOSED`) of a request
+        that took ``seconds``."""
+        _record(request, request_id, status, seconds, response=response)
 
 
 def _record(
@@ -93,7 +94,6 @@ def _record(
     status: int,
     seconds: float,
     *,
-    arrived: float,
     response: web.StreamResponse | None,
 ) -> None:
     route = request.get(ROUTE)
@@ -120,6 +120,7 @@ def _record(
         )
     if not log.isEnabledFor(logging.INFO):
         return
+    arrived = time.time() - seconds  # read only for the log line
     identity = request.get(IDENTITY)
     upstream_seconds = request.get(UPSTREAM_SECONDS)
     fields: dict[str, object] = {
