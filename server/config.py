@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from slurmgate.generated import ROUTES, VERSIONS
+from slurmgate.generated.endpoints import ENDPOINTS
 from slurmgate.policies.requirements import Requirement
 from slurmgate.policies.rules import load_scope_rules
 from slurmgate.server.cache.settings import CacheSettings
@@ -225,7 +226,10 @@ def _declared_scopes() -> frozenset[str]:
 
 @cache
 def _operation_ids() -> frozenset[str]:
-    return frozenset(route.operation_id for routes in ROUTES.values() for route in routes)
+    own = (row.operation_id for row in ENDPOINTS if row.scope is not None)
+    return frozenset(route.operation_id for routes in ROUTES.values() for route in routes) | set(
+        own
+    )
 
 
 class RequirementSettings(Section):

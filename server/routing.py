@@ -14,10 +14,11 @@ The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, `
 ``/hardware/...``) are the rows of ``generated/endpoints.py`` (declared in
 ``policies/endpoints/*.yaml``), registered with :func:`add_endpoint`, which names them for
 authentication (``public-*``: no credentials; ``optional-*``: credentials checked only when sent)
-and gives the pipeline their operation id and scope (``request[ENDPOINT]``). One whose row is
-cached also gets a routing-table row (``request[ROUTE]``, ``request[TARGET]``: its path and
-query), so that authorize and cache treat it like any cached read: scope and requirements, cache
-group, freshness, single-flight. Nothing here reads a policy file.
+and gives the pipeline their operation id and scope (``request[ENDPOINT]``). One that takes
+credentials (``token`` or ``optional``) also gets a routing-table row (``request[ROUTE]``,
+``request[TARGET]``: its path and query), so that authorize treats it as it treats slurmrestd's
+operations (scope, then the group and network requirements that pick it) and the cache as any
+cached read when its row is cached. Nothing here reads a policy file.
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ _NAME_PREFIX = {Access.PUBLIC: "public-", Access.OPTIONAL: "optional-", Access.T
 def add_endpoint(app: web.Application, row: OwnEndpoint, handler: Handler) -> None:
     """Register one of the gateway's own endpoints, a row of ``generated/endpoints.py``."""
     name = _NAME_PREFIX[row.access] + row.operation_id.replace("_", "-")
+    if row.cache is not CachePolicy.NONE and (row.access is not Access.TOKEN or row.scope is None):
+        # codegen refuses such a declaration; a hand-edited table must not slip through.
+        raise ValueError(f"{row.operation_id} is cached, so its access must be 'token'")
     route = None
-    if row.cache is not CachePolicy.NONE:
-        if row.access is not Access.TOKEN or row.scope is None:
-            # codegen refuses such a declaration; a hand-edited table must not slip through.
-            raise ValueError(f"{row.operation_id} is cached, so its access must be 'token'")
+    if row.scope is not None:
         route = Route(
             method=row.method,
             path=row.path,

@@ -16,7 +16,8 @@ Between the two, the group and network requirements of the configuration
 address must be in one of each picking rule's networks and the caller's user in one of its Unix
 groups; groups that cannot be resolved mean no.
 
-The gateway's own endpoints that take credentials (``request[ENDPOINT]``) need their scope only.
+The gateway's own endpoints that take credentials have a routing-table row too (their scope, no
+account locations), and are checked the same way: scope, then requirements.
 The outcome is recorded in ``request[DECISION]`` ("allow" or "deny") for the access log and
 metrics.
 
@@ -51,7 +52,7 @@ from slurmgate.policies.routing import Route
 from slurmgate.server.errors import BadRequest, ClientError, Forbidden
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog
-from slurmgate.server.keys import DECISION, ENDPOINT, IDENTITY, ROUTE
+from slurmgate.server.keys import DECISION, IDENTITY, ROUTE
 from slurmgate.server.upstream.lookups import AccountLookups
 
 __all__ = ["MAX_LOOKUPS", "Step", "authorize", "query_pairs"]
@@ -89,9 +90,10 @@ def authorize(*, requirements: Sequence[Requirement] = (), groups: Groups = _no_
     async def impl(request: web.Request) -> None:
         route = request.get(ROUTE)
         if route is None:
-            _own_endpoint(request, refusals)
-            return
-        identity = request[IDENTITY]
+            return  # public endpoints and requests that matched nothing: no credentials
+        identity = request.get(IDENTITY)
+        if identity is None:
+            return  # an optional endpoint (GET /health) asked without credentials
         try:
             if route.scope not in identity.scopes:
                 raise Forbidden(
@@ -122,30 +124,6 @@ def authorize(*, requirements: Sequence[Requirement] = (), groups: Groups = _no_
         request[DECISION] = "allow"
 
     return impl
-
-
-def _own_endpoint(request: web.Request, refusals: RefusalLog) -> None:
-    """The gateway's own endpoints: the scope, for callers that sent credentials."""
-    endpoint = request.get(ENDPOINT)
-    identity = request.get(IDENTITY)
-    if endpoint is None or endpoint.scope is None or identity is None:
-        # Public endpoints, anonymous callers of optional ones, requests that matched nothing.
-        return
-    if endpoint.scope not in identity.scopes:
-        request[DECISION] = "deny"
-        refusals.log(
-            logging.WARNING,
-            f"403 {endpoint.operation_id}",
-            "refused GET %s for %s: no scope %s",
-            request.path,
-            identity.name,
-            endpoint.scope,
-        )
-        raise Forbidden(
-            f"{identity.name} lacks the scope {endpoint.scope} that GET {request.path} needs",
-            source=f"scope:{endpoint.scope}",
-        )
-    request[DECISION] = "allow"
 
 
 async def _check_requirements(

@@ -97,7 +97,7 @@ async def start(
     try:
         tokens_file = tmp_path / "tokens.toml"
         tokens = {
-            user: create_token(tokens_file, user, scopes=SCOPES)
+            user: create_token(tokens_file, user, scopes=(*SCOPES, "slurmgate:metrics"))
             for user in ("alice", "dora", "zed")  # zed: in no user database
         }
         (tmp_path / "passwd").write_text(USERS)
@@ -235,3 +235,29 @@ async def test_a_cached_answer_is_refused_at_once_to_a_user_who_left_the_group(
             gw.group_file.write_text(GROUPS)
             assert await get() == (200, "HIT")  # the stored answer was kept, and is fresh
             assert gw.fake.seen == forwarded  # one upstream call in all
+
+
+async def test_the_gateways_own_endpoints_meet_the_requirements_that_pick_them(
+    tmp_path: Path,
+) -> None:
+    """A rule picking an own endpoint's scope (or its operation id) applies to it as to
+    slurmrestd's operations: the same authorize step, the same routing-table row."""
+    rules: list[dict[str, object]] = [
+        {"scopes": ["slurmgate:metrics"], "groups": ["hpcadmin"]},
+        {"operations": ["slurmgate_get_metrics"], "networks": ["127.0.0.1/32"]},
+    ]
+    async for gw in start(tmp_path, rules=rules):
+        for user, local, expected in (
+            ("alice", "127.0.0.1", 403),  # not in hpcadmin
+            ("dora", "127.0.0.2", 403),  # in hpcadmin, from outside the network
+            ("dora", "127.0.0.1", 200),
+        ):
+            connector = aiohttp.TCPConnector(local_addr=(local, 0))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                headers = {"Authorization": f"Bearer {gw.tokens[user]}"}
+                async with session.get(gw.client.make_url("/metrics"), headers=headers) as answer:
+                    text = await answer.text()
+                    assert answer.status == expected, (user, local, text)
+            if expected == 403:
+                (error,) = json.loads(text)["errors"]
+                assert error["source"] in {"group:hpcadmin", "network"}
