@@ -2,16 +2,17 @@
 
 Computed from slurmrestd's nodes and partitions, read with the newest API version the upstream
 serves and acting as the caller (like any forwarded read, so Slurm's PrivateData applies), by the
-pure functions of server/hardware/summary.py. policies/endpoints/hardware.yaml declares them:
-the scope ``slurmgate:hardware``, and their cache policy and group (``hardware``), with which the
-cache step caches them like slurmrestd's reads; policies/cache.toml makes every change of nodes
-or partitions invalidate that group. docs/extending.md shows how they were added, step by step.
+pure functions of server/hardware/summary.py. policies/endpoints/hardware.yaml declares them: the
+scope ``slurmgate:hardware``, and their cache policy and group (``hardware``), with which the
+read-through (server/pipeline/cache.py) caches them like slurmrestd's reads; policies/cache.toml
+makes every change of nodes or partitions invalidate that group. docs/extending.md shows how they
+were added, step by step.
 
 Each answer is in slurmrestd's envelope (``meta``, ``errors``, ``warnings``, slurmrestd's warnings
 passed on). ``?partition=NAME`` limits the answer to one partition's nodes. Anything else in the
 query is a 400, and an Accept that excludes JSON a 406, never stored: so a path has at most one
 cache entry per partition, however a client spells its requests. An upstream failure is
-a 502 (or 504) in the envelope, which the cache step answers from a stale entry when the client
+a 502 (or 504) in the envelope, which the read-through answers from a stale entry when the client
 sends ``Cache-Control: stale-if-error``.
 """
 
@@ -43,7 +44,7 @@ log = logging.getLogger("slurmgate.hardware")
 #: Longest partition name taken in ``?partition=`` (Slurm's own names are far shorter).
 MAX_PARTITION_CHARS = 256
 _QUERY_KEYS = ("partition",)
-#: Accept values meaning "JSON" (each listed type, parameters aside): the ones the cache step keys
+#: Accept values meaning "JSON" (each listed type, parameters aside): the ones the cache keys
 #: as one, so that every answer stored for a path and query is one entry, whatever the Accept.
 _JSON_TYPES = frozenset({"", "*/*", "application/*", "application/json"})
 _PLUGIN = {

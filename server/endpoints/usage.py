@@ -3,12 +3,12 @@
 Computed from ``GET /slurmdb/<newest version>/jobs`` read as the caller (Slurm's PrivateData
 applies as for any forwarded read), one day of the window per upstream call, at most
 ``MAX_SLICES_AT_ONCE`` calls at a time, by the pure functions of server/usage/. Declared in
-policies/endpoints/usage.yaml: the scope ``slurmdb:read``; cached by the cache step like
-slurmrestd's reads, in the group ``db-jobs``, so a job submitted or changed through the gateway
-makes the next report fresh.
+policies/endpoints/usage.yaml: the scope ``slurmdb:read``; cached by the read-through
+(server/pipeline/cache.py) like slurmrestd's reads, in the group ``db-jobs``, so a job submitted or
+changed through the gateway makes the next report fresh.
 
 A token with account patterns sees only jobs whose own account matches one of them, whatever it
-asks (``group_by=user`` too), and naming any other account is a 403. The cache step keys the
+asks (``group_by=user`` too), and naming any other account is a 403. The read-through keys the
 gateway's own endpoints by the token's patterns as well, so an answer computed for one set of
 patterns is never served to another. docs/usage.md documents the query and the answer.
 """
