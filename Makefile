@@ -121,6 +121,12 @@ lint: venv  ## ruff and mypy (strict)
 test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated check, pytest
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Only the virtualenv: no root, no apt packages beyond what the machine has, no lab. redis-server
+# is used when installed (tests/redis_server.py fails the test, loudly, when it is not).
+.PHONY: unit
+unit: venv  ## the tests that need no lab and no root (pytest -m "not lab"), in under 3 minutes
+	$(VENV)/bin/pytest -m "not lab" $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: venv lab  ## benchmarks (~15 min, not in make test): tests/bench/results/<date>.md and README's table
 	$(PY) -m tests.bench
