@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import early
+from tests.import_alone import check_every_module
 from tests.lab.env import Lab, load_lab, purge_throwaway_accounts, start_lab
 from tests.redis_server import RedisServer
 
@@ -20,11 +22,18 @@ LAB_TESTS = Path(__file__).resolve().parent / "lab"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark with ``lab`` every test that uses the ``lab`` fixture, directly or through another
     fixture, and every test under tests/lab/: before ``-m`` deselects, so a lab test that
-    forgot its marker is still left out of ``pytest -m "not lab"``."""
+    forgot its marker is still left out of ``pytest -m "not lab"``. Then the tests whose fixture
+    starts early (tests/early.py) move to the end."""
     for item in items:
         uses_lab = "lab" in getattr(item, "fixturenames", ())
         if (uses_lab or item.path.is_relative_to(LAB_TESTS)) and not item.get_closest_marker("lab"):
             item.add_marker(pytest.mark.lab)
+    early.last(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the import check of every module beside the other tests (tests/early.py)."""
+    early.start_if_wanted(session, "every_module_imported", check_every_module)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,12 @@
 """Import each module named on the command line first, in a process of its own.
 
-``python -m tests.import_alone NAME...`` prints one JSON line per module (name, exit code, the end
-of its traceback) and exits 1 if any failed. Every child is forked from one parent that has already
-imported, by their top-level names, the standard-library and third-party packages the modules use,
-and nothing of the packages named (slurmgate): the child's first slurmgate import is the module
-itself, as in a fresh interpreter, so an import cycle among slurmgate's modules fails exactly as it
-would there. What the
-fork saves is each child's start-up and its imports of aiohttp, pydantic, cryptography (about one
-second of CPU per module, times a hundred modules).
+``python -m tests.import_alone NAME...`` (:func:`check`) prints one JSON line per module (name,
+exit code, the end of its traceback) and exits 1 if any failed. Every child is forked from one
+parent that has already imported, by their top-level names, the standard-library and third-party
+packages the modules use, and nothing of the packages named (slurmgate): the child's first
+slurmgate import is the module itself, as in a fresh interpreter, so an import cycle among
+slurmgate's modules fails exactly as it would there. What the fork saves is each child's start-up
+and its imports of aiohttp, pydantic, cryptography (half the CPU of a fresh interpreter per module).
 
 Packages are preloaded by their top-level names only, which runs what ``import name`` runs first in
 any fresh interpreter: a module that uses ``package.submodule`` without importing it still fails,
@@ -21,16 +20,52 @@ import contextlib
 import importlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["main"]
+from tests.layout import REPO, package_dirs
+
+__all__ = ["check", "check_every_module", "main", "package_modules"]
 
 #: Children at once: the machine's cores, so a 2-core machine is not oversubscribed.
 PARALLEL = max(1, os.cpu_count() or 1)
+
+
+def package_modules() -> list[str]:
+    """Every module of every folder in pyproject's package-dir, by its import name."""
+    names = []
+    for package, folder in package_dirs().items():
+        for source in sorted(folder.rglob("*.py")):
+            parts = source.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join((package, *parts)))
+    return names
+
+
+def check(names: list[str], pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this checker on ``names`` in a new interpreter (with ``pythonpath`` as PYTHONPATH)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.import_alone", *names],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def check_every_module() -> subprocess.CompletedProcess[str]:
+    """:func:`check` on :func:`package_modules`."""
+    return check(package_modules())
 
 
 def _top(name: str) -> str:

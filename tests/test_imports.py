@@ -1,44 +1,27 @@
 """Every module imports on its own, first, in a process where no slurmgate module is loaded yet
 (tests/import_alone.py): an import cycle shows up only for some import orders, and the test run's
-own order would hide it."""
+own order would hide it. The check of every module starts when collection ends (tests/early.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.layout import REPO, package_dirs
+import pytest
+
+from tests import early
+from tests.import_alone import check, check_every_module, package_modules
 
 
-def modules() -> list[str]:
-    """Every module of every folder in pyproject's package-dir, by its import name."""
-    names = []
-    for package, folder in package_dirs().items():
-        for source in sorted(folder.rglob("*.py")):
-            parts = source.relative_to(folder).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            names.append(".".join((package, *parts)))
-    return names
+@pytest.fixture(scope="session")
+def every_module_imported(pytestconfig: pytest.Config) -> subprocess.CompletedProcess[str]:
+    """The checker's run on every module of the tree (started early when this test is selected)."""
+    return early.result(pytestconfig, "every_module_imported", check_every_module)
 
 
-def import_each_first(names: list[str], pythonpath: Path | None = None) -> dict[str, str]:
-    """Module -> the end of its traceback, for those that fail when imported first."""
-    env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.import_alone", *names],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+def failures_of(done: subprocess.CompletedProcess[str], names: list[str]) -> dict[str, str]:
+    """Module -> the end of its traceback, for those that failed when imported first."""
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(r["name"] for r in results) == sorted(names), done.stderr[-2000:]
     failures = {r["name"]: r["output"] for r in results if r["code"] != 0}
@@ -46,11 +29,13 @@ def import_each_first(names: list[str], pythonpath: Path | None = None) -> dict[
     return failures
 
 
-def test_every_module_imports_first() -> None:
-    names = modules()
+def test_every_module_imports_first(
+    every_module_imported: subprocess.CompletedProcess[str],
+) -> None:
+    names = package_modules()
     assert "slurmgate.server.config" in names
     assert "slurmgate.generated.v0_0_45.models" in names
-    assert import_each_first(names) == {}
+    assert failures_of(every_module_imported, names) == {}
 
 
 def test_a_cycle_fails_only_for_the_module_imported_first(tmp_path: Path) -> None:
@@ -61,6 +46,7 @@ def test_a_cycle_fails_only_for_the_module_imported_first(tmp_path: Path) -> Non
     # first.py imports second.py before it defines the VALUE second.py needs.
     (package / "first.py").write_text("import cyclic.second\n\nVALUE = 1\n", encoding="utf-8")
     (package / "second.py").write_text("from cyclic.first import VALUE\n", encoding="utf-8")
-    failures = import_each_first(["cyclic.first", "cyclic.second"], pythonpath=tmp_path)
+    names = ["cyclic.first", "cyclic.second"]
+    failures = failures_of(check(names, pythonpath=tmp_path), names)
     assert list(failures) == ["cyclic.first"]
     assert "ImportError: cannot import name 'VALUE'" in failures["cyclic.first"]
