@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "--policies",
         type=Path,
         default=POLICY_DIR,
-        help="directory of scopes.toml, cache.toml, accounts.toml",
+        help="directory of scopes.toml, cache.toml, accounts.toml and endpoints/*.yaml",
     )
     regen_cmd.add_argument("-v", "--verbose", action="store_true", help="log every spec fix")
     clients_cmd = commands.add_parser(

@@ -8,14 +8,18 @@ the IR cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from slurmgate.policies.routing import AccountLocation, CachePolicy, Namespace
+from slurmgate.policies.routing import AccountLocation, CachePolicy, Namespace, OwnEndpoint
 
 __all__ = [
+    "NO_OWN_ENDPOINTS",
     "ApiSpec",
     "Build",
     "Operation",
+    "OwnEndpoints",
+    "OwnOperation",
     "Parameter",
     "Problem",
     "Route",
@@ -71,6 +75,33 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnOperation:
+    """One of the gateway's own endpoints: its row of ``generated/endpoints.py`` and its OpenAPI."""
+
+    row: OwnEndpoint
+    #: the declared OpenAPI fields (summary, description, parameters, responses), canonical JSON
+    openapi: str
+    origin: str  # "endpoints/hardware.yaml endpoints[0]", for messages
+
+
+@dataclass(frozen=True, slots=True)
+class OwnEndpoints:
+    """The gateway's own endpoints and the component schemas they add, the same in every version."""
+
+    operations: tuple[OwnOperation, ...]  # sorted by path, then method
+    schemas: str  # canonical JSON: component name -> schema
+
+    def schema_names(self) -> frozenset[str]:
+        """The component schemas the declarations add."""
+        names: dict[str, object] = json.loads(self.schemas)
+        return frozenset(names)
+
+
+#: No own endpoint at all (parse tests on hand-made specs).
+NO_OWN_ENDPOINTS = OwnEndpoints((), "{}")
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSpec:
     """One API version, ready to render.
 
@@ -84,6 +115,7 @@ class ApiSpec:
     document: str
     fixes: tuple[str, ...]  # one line per fix applied, for the log
     routes: tuple[Route, ...]  # sorted by path, then method
+    own: OwnEndpoints  # added to the document of every version
 
     @property
     def module(self) -> str:
@@ -93,6 +125,7 @@ class ApiSpec:
 
 @dataclass(frozen=True, slots=True)
 class Build:
-    """Every API version of one regen run, sorted by version."""
+    """Every API version of one regen run, sorted by version, and the gateway's own endpoints."""
 
     apis: tuple[ApiSpec, ...]
+    own: OwnEndpoints

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from slurmgate.codegen.fixes import apply_fixes
-from slurmgate.codegen.ir import ApiSpec, Build, Operation, Parameter, Problem, Route
+from slurmgate.codegen.ir import (
+    NO_OWN_ENDPOINTS,
+    ApiSpec,
+    Build,
+    Operation,
+    OwnEndpoints,
+    Parameter,
+    Problem,
+    Route,
+)
 from slurmgate.codegen.load import LoadedSpec
 from slurmgate.codegen.walk import string_fields
 from slurmgate.policies.routing import (
@@ -58,8 +67,11 @@ def class_name(schema_name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in schema_name.replace(".", "").split("_"))
 
 
-def parse(specs: Sequence[LoadedSpec], policies: Policies) -> tuple[Build, list[Problem]]:
-    """Fix each spec, read its operations and decide scope, cache and accounts for each."""
+def parse(
+    specs: Sequence[LoadedSpec], policies: Policies, own: OwnEndpoints = NO_OWN_ENDPOINTS
+) -> tuple[Build, list[Problem]]:
+    """Fix each spec, read its operations and decide scope, cache and accounts for each; ``own``
+    (the gateway's endpoints, parsed from ``policies/endpoints/``) joins every version."""
     problems: list[Problem] = []
     apis: list[ApiSpec] = []
     for spec in specs:
@@ -67,6 +79,7 @@ def parse(specs: Sequence[LoadedSpec], policies: Policies) -> tuple[Build, list[
         document = copy.deepcopy(spec.document)
         report = apply_fixes(version, document)
         problems.extend(Problem(f"{version} spec fix", text) for text in report.problems)
+        problems.extend(_own_collisions(version, document, own))
         operations, operation_problems = parse_operations(version, document)
         problems.extend(operation_problems)
         routes: list[Route] = []
@@ -83,9 +96,25 @@ def parse(specs: Sequence[LoadedSpec], policies: Policies) -> tuple[Build, list[
                 document=json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False),
                 fixes=tuple(report.notes),
                 routes=tuple(routes),
+                own=own,
             )
         )
-    return Build(tuple(apis)), problems
+    return Build(tuple(apis), own), problems
+
+
+def _own_collisions(version: str, document: Mapping[str, Any], own: OwnEndpoints) -> list[Problem]:
+    """The gateway's own paths and schemas must not hide one of slurmrestd's."""
+    problems = [
+        Problem(operation.origin, f"path {operation.row.path} is one of slurmrestd's in {version}")
+        for operation in own.operations
+        if operation.row.path in document.get("paths", {})
+    ]
+    schemas = document.get("components", {}).get("schemas", {})
+    problems.extend(
+        Problem("endpoints", f"schema {name!r} is one of slurmrestd's in {version}")
+        for name in sorted(own.schema_names() & set(schemas))
+    )
+    return problems
 
 
 def parse_operations(

@@ -6,12 +6,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from slurmgate.codegen.ir import Build, Problem
+from slurmgate.codegen.endpoints import decide, read_declarations
+from slurmgate.codegen.ir import NO_OWN_ENDPOINTS, Build, OwnEndpoints, Problem
 from slurmgate.codegen.load import load_specs
 from slurmgate.codegen.parse import Policies, parse
+from slurmgate.codegen.render.endpoints import render_endpoints
 from slurmgate.codegen.render.models import render_models
 from slurmgate.codegen.render.openapi import render_openapi
 from slurmgate.codegen.render.routes import render_package, render_routes, render_version_init
@@ -45,15 +48,24 @@ class Outcome:
         return not self.problems and not self.differences
 
 
-def load_policies(policy_dir: Path) -> tuple[Policies | None, list[Problem]]:
-    """The three policy files; each file's problems are reported, not raised."""
+def load_policies(policy_dir: Path) -> tuple[Policies | None, OwnEndpoints, list[Problem]]:
+    """The three policy files and the own endpoints' declarations (``endpoints/*.yaml``); each
+    file's problems are reported, not raised."""
     problems: list[Problem] = []
+    declared, declaration_problems = read_declarations(policy_dir / "endpoints")
+    problems.extend(declaration_problems)
     scopes = _load(load_scope_rules, policy_dir / "scopes.toml", problems)
-    cache = _load(load_cache_rules, policy_dir / "cache.toml", problems)
+    cache = _load(
+        partial(load_cache_rules, own_groups=declared.groups),
+        policy_dir / "cache.toml",
+        problems,
+    )
     accounts = _load(load_account_rules, policy_dir / "accounts.toml", problems)
     if scopes is None or cache is None or accounts is None:
-        return None, problems
-    return Policies(scopes, cache, accounts), problems
+        return None, NO_OWN_ENDPOINTS, problems
+    own, own_problems = decide(declared, scopes, cache)
+    problems.extend(own_problems)
+    return Policies(scopes, cache, accounts), own, problems
 
 
 def _load(loader: Callable[[Path], _T], path: Path, problems: list[Problem]) -> _T | None:
@@ -67,11 +79,11 @@ def _load(loader: Callable[[Path], _T], path: Path, problems: list[Problem]) -> 
 def build(specs_dir: Path, policy_dir: Path) -> tuple[Build, list[Problem]]:
     """Load and parse: the IR of every version, and every problem found on the way."""
     specs, problems = load_specs(specs_dir)
-    policies, policy_problems = load_policies(policy_dir)
+    policies, own, policy_problems = load_policies(policy_dir)
     problems.extend(policy_problems)
     if policies is None:
-        return Build(()), problems
-    result, parse_problems = parse(specs, policies)
+        return Build((), NO_OWN_ENDPOINTS), problems
+    result, parse_problems = parse(specs, policies, own)
     problems.extend(parse_problems)
     return result, problems
 
@@ -80,6 +92,7 @@ def render(result: Build) -> tuple[dict[str, str], list[Problem]]:
     """Every generated file's text, keyed by path relative to generated/."""
     files, problems = render_models(result.apis)
     files["__init__.py"] = render_package(result)
+    files["endpoints.py"] = render_endpoints(result.own)
     for api in result.apis:
         files[f"{api.module}/__init__.py"] = render_version_init(api)
         files[f"{api.module}/routes.py"] = render_routes(api)

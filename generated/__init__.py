@@ -3,7 +3,8 @@
 
 ``VERSIONS`` lists them oldest first with the Slurm release that wrote each spec; ``ROUTES`` maps
 each version to its routing table. Models are imported on demand from
-``slurmgate.generated.<version>.models``.
+``slurmgate.generated.<version>.models``; the gateway's own endpoints are in
+``slurmgate.generated.endpoints``.
 """
 
 from collections.abc import Mapping

@@ -70,8 +70,14 @@ class CacheRules:
         ]
 
 
-def load_cache_rules(path: Path = POLICY_DIR / "cache.toml") -> CacheRules:
-    """Load ``cache.toml``; raises :class:`PolicyError` listing every problem found."""
+def load_cache_rules(
+    path: Path = POLICY_DIR / "cache.toml", *, own_groups: frozenset[str] = frozenset()
+) -> CacheRules:
+    """Load ``cache.toml``; raises :class:`PolicyError` listing every problem found.
+
+    ``own_groups`` are the cache groups of the gateway's own endpoints (``policies/endpoints/``),
+    which ``[[invalidate]]`` tables may name beside the groups of its ``[[rule]]`` tables.
+    """
     reader = TableReader(path)
     default = reader.choice("top level", reader.data, "default", CachePolicy, None)
     rules: list[CacheRule] = []
@@ -87,7 +93,7 @@ def load_cache_rules(path: Path = POLICY_DIR / "cache.toml") -> CacheRules:
         elif isinstance(raw_policy, str) and raw_policy in _CACHED_POLICIES:
             group = _group_name(reader, where, table.get("group"), "'group'")
         rules.append(CacheRule(selector, policy, group, f"{path.name} {where}"))
-    defined = {rule.group for rule in rules if rule.group}
+    defined = {rule.group for rule in rules if rule.group} | own_groups
     invalidations: list[InvalidateRule] = []
     for where, table in reader.tables("invalidate"):
         reader.check_keys(where, table, SELECTOR_KEYS | {"groups", "why"})
@@ -103,7 +109,10 @@ def load_cache_rules(path: Path = POLICY_DIR / "cache.toml") -> CacheRules:
             for item in raw:
                 name = _group_name(reader, where, item, "'groups' item")
                 if name and name not in defined:
-                    reader.problem(where, f"group {name!r} is not the 'group' of any [[rule]]")
+                    reader.problem(
+                        where,
+                        f"group {name!r} is not the 'group' of any [[rule]] or own endpoint",
+                    )
                 elif name:
                     groups.append(name)
             if not raw and not why:

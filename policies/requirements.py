@@ -4,7 +4,8 @@ A rule (``[[authorization.require]]`` in the configuration) picks operations by 
 operation id and requires the caller's user to be in one of its Unix groups and the request to
 come from one of its networks; every rule that picks an operation must be satisfied. Matching is
 pure. Group membership is read from the user database (:func:`user_groups`, blocking: run it in a
-thread) and remembered briefly by :class:`GroupCache`. No aiohttp here.
+thread) and remembered briefly by :class:`GroupCache`. No aiohttp here, and nothing of the server:
+the cache's single-flight is passed in (any :class:`Flight`, the server's ``SingleFlight``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import ipaddress
 import os
 import pwd
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from slurmgate.policies.routing import Route
 
 __all__ = [
+    "Flight",
     "GroupCache",
     "Requirement",
     "applicable",
@@ -142,11 +145,24 @@ def user_groups(
     return frozenset(name for name, g, members in entries if g == gid or user in members)
 
 
+class Flight(Protocol):
+    """Single-flight by user: one ``work()`` per key at a time, its result shared by every caller
+    meanwhile, a waiter's cancellation not cancelling it, a failure never remembered."""
+
+    async def do(
+        self, key: str, work: Callable[[], Coroutine[Any, Any, frozenset[str]]]
+    ) -> tuple[frozenset[str], bool]:
+        """``work()``'s result, and whether this call started it."""
+        ...
+
+
 class GroupCache:
     """Each user's groups, resolved in a thread and kept ``ttl`` seconds.
 
-    One resolution per user at a time (later callers wait for it); a failure is never kept, so
-    the next request tries again, and the caller refuses meanwhile (fail closed).
+    One resolution per user at a time through ``flight`` (later callers wait for it; one giving
+    up does not cancel it); a failure is never kept, so the next request tries again, and the
+    caller refuses meanwhile (fail closed). ``flight`` serves this cache alone: its keys are
+    user names.
     """
 
     def __init__(
@@ -154,6 +170,7 @@ class GroupCache:
         resolve: Callable[[str], frozenset[str]],
         *,
         ttl: float,
+        flight: Flight,
         clock: Callable[[], float] = time.monotonic,
         max_users: int = 10000,
     ) -> None:
@@ -161,29 +178,23 @@ class GroupCache:
         self._ttl = ttl
         self._clock = clock
         self._max_users = max_users
-        # user -> (valid until, groups); written only by _settle, on the event loop
+        # user -> (valid until, groups); written only by _resolve_and_keep, on the event loop
         self._known: dict[str, tuple[float, frozenset[str]]] = {}
-        # user -> the resolution under way; removed only by the task it holds (_settle)
-        self._pending: dict[str, asyncio.Future[frozenset[str]]] = {}
+        # the resolutions under way, by user
+        self._flight = flight
 
     async def groups(self, user: str) -> frozenset[str]:
         """``user``'s group names; raises what the resolution raised (LookupError, OSError...)."""
         known = self._known.get(user)
         if known is not None and known[0] > self._clock():
             return known[1]
-        task = self._pending.get(user)
-        if task is None:
-            task = asyncio.ensure_future(asyncio.to_thread(self._resolve, user))
-            self._pending[user] = task
-            task.add_done_callback(lambda done: self._settle(user, done))
-        # shield: a waiter that is cancelled does not cancel the resolution others wait for
-        return await asyncio.shield(task)
+        groups, _ = await self._flight.do(user, lambda: self._resolve_and_keep(user))
+        return groups
 
-    def _settle(self, user: str, task: asyncio.Future[frozenset[str]]) -> None:
-        if self._pending.get(user) is task:
-            del self._pending[user]
-        if task.cancelled() or task.exception() is not None or self._ttl <= 0:
-            return
-        if len(self._known) >= self._max_users:
-            self._known.clear()  # bounded memory; the next requests resolve again
-        self._known[user] = (self._clock() + self._ttl, task.result())
+    async def _resolve_and_keep(self, user: str) -> frozenset[str]:
+        groups = await asyncio.to_thread(self._resolve, user)
+        if self._ttl > 0:
+            if len(self._known) >= self._max_users:
+                self._known.clear()  # bounded memory; the next requests resolve again
+            self._known[user] = (self._clock() + self._ttl, groups)
+        return groups

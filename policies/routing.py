@@ -1,8 +1,10 @@
-"""The routing table's row type: what the server knows about one slurmrestd operation.
+"""The routing tables' row types: what the server knows about one operation.
 
 The generated ``slurmgate.generated.v0_0_XX.routes`` modules hold a tuple of :class:`Route` per API
-version; codegen decides every field from the spec plus ``policies/*.toml``. This module is pure
-data: no I/O, no aiohttp, no import of codegen.
+version; codegen decides every field from the spec plus ``policies/*.toml``. The generated
+``slurmgate.generated.endpoints`` holds one :class:`OwnEndpoint` per endpoint of the gateway's own,
+decided from ``policies/endpoints/*.yaml``. This module is pure data: no I/O, no aiohttp, no
+import of codegen.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from enum import StrEnum
 
 __all__ = [
     "MUTATING_METHODS",
+    "Access",
     "AccountLocation",
     "ApiVersion",
     "CachePolicy",
     "LocationKind",
     "Namespace",
+    "OwnEndpoint",
     "Route",
     "ValueForm",
     "WhenAbsent",
@@ -114,7 +118,7 @@ class Route:
     """One slurmrestd operation with every decision the gateway needs about it.
 
     A gateway's own endpoint that is cached (``namespace`` slurmgate) has one too, made at start
-    from the policy files, so that authorize and cache treat it like slurmrestd's reads.
+    from its :class:`OwnEndpoint` row, so that authorize and cache treat it like slurmrestd's reads.
 
     ``cache_group`` and ``invalidates`` carry read-your-writes: a cached read belongs to one cache
     group (a version-independent name such as ``"jobs"``), and a mutating operation names the
@@ -150,6 +154,32 @@ class Route:
             "invalidates": list(self.invalidates),
             "accounts": [location.as_json() for location in self.accounts],
         }
+
+
+class Access(StrEnum):
+    """Who may call one of the gateway's own endpoints."""
+
+    PUBLIC = "public"  # anyone: credentials are never looked at
+    OPTIONAL = "optional"  # anyone; credentials that are sent must be valid and carry the scope
+    TOKEN = "token"  # noqa: S105 - credentials with the scope are required (not a secret)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnEndpoint:
+    """One of the gateway's own endpoints, as declared in ``policies/endpoints/``.
+
+    ``scope`` is None exactly when ``access`` is public; ``cache_group`` is "" exactly when
+    ``cache`` is none, and only a ``token`` endpoint is cached (answers are filled per caller).
+    """
+
+    method: str
+    path: str  # as in the OpenAPI documents: "/openapi/v3/{version}"
+    router_path: str  # as aiohttp registers it, with the path parameters' patterns
+    operation_id: str
+    access: Access
+    scope: str | None
+    cache: CachePolicy
+    cache_group: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,27 +1,10 @@
-"""Builds the gateway: middleware order and cleanup contexts are declared here, and only here.
+"""Builds the gateway: the request chain's steps and the cleanup contexts are declared here, and
+only here.
 
-Request pipeline (outermost first)::
-
-    observe              request id, metrics, access log line (server/pipeline/observe.py)
-    shortcut             a repeat of a request just answered from the cache: that answer again,
-                         when nothing the steps below decided on changed (pipeline/shortcut.py)
-    error_middleware     every error -> slurmrestd's envelope (server/errors.py)
-    route_middleware     matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
-    limit_refusals       a 401 counts against its source's rate limit: 429 once over (limit.py)
-    authenticate         credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py)
-    limit_callers        each request counts against its caller's rate limit, or 429 (limit.py)
-    authorize            scope, group and network requirements, accounts, or 403 (authorize.py)
-    cache                reads from the response cache; writes invalidate it (pipeline/cache.py)
-    forward              act for the caller upstream, pass the answer through (pipeline/upstream.py)
-
-``observe`` sits outside ``error_middleware`` so that it sees every answer exactly as the client
-gets it: the envelope that ``error_middleware`` makes of a 401, 403, 404 or 502 is counted with
-its real status, and gets the ``X-Request-ID`` header like any other answer. Inside, it would see
-exceptions instead and have to guess their statuses. Only a client going away (499 in the log)
-and aiohttp's own parser errors, answered before any middleware runs, escape it.
-
-Rate limits come before authorization and the cache on purpose: a refused request and a cache
-hit are requests too (docs/operations.md, Limits).
+Every request takes one path, drawn in server/pipeline/chain.py: observe, route, authenticate
+(and the rate limit of refusals), limit, authorize, then the handler (``forward``, which reads
+through the cache, or one of the gateway's own endpoints), with every error answered in
+slurmrestd's envelope and observed as the client gets it.
 
 Long-lived resources, started in this order and stopped in reverse: the tokens file (and its
 watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), the
@@ -31,8 +14,10 @@ reloader (server/reload.py). On shutdown, the job event streams are ended first 
 ``end`` event), so that aiohttp does not wait for them. Made here, holding no
 resource: the Prometheus registry (``app[METRICS]``, whose collectors read the cache, the token,
 the gate and the limits when scraped), the rate limits (``app[RATE_LIMITS]``), the cap on
-upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``) and the group and network rules
-(``app[REQUIREMENTS]``, a list the reloader refills in place).
+upstream calls (``app[UPSTREAM_GATE]``, taken in ``send_as``), the group and network rules
+(``app[REQUIREMENTS]``, a list the reloader refills in place) and the API versions served
+(``app[UPSTREAM_VERSIONS]``, a holder whose contents the discovery replaces: nothing writes to
+the app once it has started).
 """
 
 from __future__ import annotations
@@ -43,10 +28,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from slurmgate.generated.endpoints import ENDPOINTS
 from slurmgate.policies.requirements import GroupCache, user_groups
+from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import Settings
-from slurmgate.server.endpoints import events, hardware, health, meta, metrics, openapi, usage
-from slurmgate.server.errors import error_middleware
+from slurmgate.server.endpoints import bind
 from slurmgate.server.events.service import events_ctx, events_shutdown
 from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
@@ -66,14 +52,19 @@ from slurmgate.server.keys import (
 from slurmgate.server.metrics import Metrics
 from slurmgate.server.pipeline.authenticate import authenticate
 from slurmgate.server.pipeline.authorize import authorize
-from slurmgate.server.pipeline.cache import cache, cache_ctx
-from slurmgate.server.pipeline.limit import limit_callers, limit_refusals
-from slurmgate.server.pipeline.observe import observe
-from slurmgate.server.pipeline.shortcut import shortcut
+from slurmgate.server.pipeline.cache import cache_ctx
+from slurmgate.server.pipeline.chain import Steps, pipeline
+from slurmgate.server.pipeline.limit import check_caller, check_refusal
+from slurmgate.server.pipeline.observe import Observer
 from slurmgate.server.pipeline.upstream import forward
 from slurmgate.server.reload import make_gate, make_limits, reload_ctx
-from slurmgate.server.routing import add_api_routes, add_endpoint, route_middleware, versions_ctx
-from slurmgate.server.upstream import slurm_user_token_ctx, transport_ctx
+from slurmgate.server.routing import add_api_routes, add_endpoint, route
+from slurmgate.server.upstream import (
+    UpstreamVersions,
+    slurm_user_token_ctx,
+    transport_ctx,
+    versions_ctx,
+)
 
 __all__ = ["build_app"]
 
@@ -81,7 +72,7 @@ log = logging.getLogger("slurmgate.server")
 
 
 def _served(request: web.Request) -> tuple[str, ...]:
-    return request.app[UPSTREAM_VERSIONS]
+    return request.app[UPSTREAM_VERSIONS].served
 
 
 def build_app(settings: Settings, *, config_file: Path | None = None) -> web.Application:
@@ -95,26 +86,27 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             group_file=authorization.group_file,
         ),
         ttl=authorization.group_cache_seconds,
+        flight=SingleFlight(name="slurmgate group resolution"),
+    )
+    steps = Steps(
+        observe=Observer(),
+        route=route,
+        authenticate=authenticate(),
+        refused=check_refusal,
+        limit=check_caller,
+        authorize=authorize(requirements=requirements, groups=groups.groups),
+        supported=_served,
     )
     app = web.Application(
-        middlewares=[
-            observe(),
-            shortcut(),
-            error_middleware(supported=_served),
-            route_middleware(),
-            limit_refusals(),
-            authenticate(),
-            limit_callers(),
-            authorize(requirements=requirements, groups=groups.groups),
-            cache(),
-        ],
-        client_max_size=settings.limits.max_body_bytes,
+        middlewares=[pipeline(steps)], client_max_size=settings.limits.max_body_bytes
     )
     app[SETTINGS] = settings
     app[CONFIG_FILE] = config_file
     app[REQUIREMENTS] = requirements
     app[RATE_LIMITS] = make_limits(settings)
     app[UPSTREAM_GATE] = make_gate(settings)
+    # A holder: discovery changes what it holds, never the app once it has started.
+    app[UPSTREAM_VERSIONS] = UpstreamVersions(settings.versions)
     app[METRICS] = Metrics(
         cache=lambda: app.get(CACHE),
         cache_backend=settings.cache.backend,
@@ -136,59 +128,9 @@ def build_app(settings: Settings, *, config_file: Path | None = None) -> web.App
             reload_ctx,
         ]
     )
-    # The gateway's own endpoints; their scopes come from policies/scopes.toml.
-    add_endpoint(
-        app,
-        "/meta/versions",
-        meta.versions,
-        operation_id="slurmgate_get_meta_versions",
-        access="public",
-    )
-    add_endpoint(
-        app, "/openapi/v3", openapi.openapi, operation_id="slurmgate_get_openapi", access="public"
-    )
-    add_endpoint(
-        app,
-        "/openapi/v3/{version:v[0-9]+\\.[0-9]+\\.[0-9]+}",
-        openapi.openapi_version,
-        operation_id="slurmgate_get_openapi_version",
-        access="public",
-    )
-    add_endpoint(
-        app, "/health", health.health, operation_id="slurmgate_get_health", access="optional"
-    )
-    add_endpoint(
-        app, "/metrics", metrics.metrics, operation_id="slurmgate_get_metrics", access="token"
-    )
-    # Computed from slurmrestd's nodes and partitions; cached as policies/cache.toml says.
-    for name, handler in (
-        ("table", hardware.table),
-        ("stats", hardware.stats),
-        ("avail", hardware.avail),
-    ):
-        add_endpoint(
-            app,
-            f"/hardware/{name}",
-            handler,
-            operation_id=f"slurmgate_get_hardware_{name}",
-            access="token",
-        )
-    # Server-Sent Events from one shared poller (server/events/); never cached.
-    add_endpoint(
-        app,
-        "/slurmgate/v1/events/jobs",
-        events.jobs,
-        operation_id="slurmgate_get_events_jobs",
-        access="token",
-    )
-    # Computed from slurmdbd's job records; scope slurmdb:read, cached in the group db-jobs.
-    add_endpoint(
-        app,
-        "/slurmgate/v1/usage",
-        usage.usage,
-        operation_id="slurmgate_get_usage",
-        access="token",
-    )
+    # The gateway's own endpoints, as policies/endpoints/ declares them (generated/endpoints.py).
+    for row, handler in bind(ENDPOINTS):
+        add_endpoint(app, row, handler)
     add_api_routes(app, forward)
     app.on_shutdown.append(_stopping)
     app.on_shutdown.append(events_shutdown)

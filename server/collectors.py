@@ -23,7 +23,6 @@ __all__ = ["CacheCollector", "EventsCollector", "LimitsCollector", "TokenCollect
 
 #: CacheStats field -> (metric name without _total, help); requests by outcome are apart.
 _CACHE_COUNTERS = (
-    ("shortcuts", "slurmgate_cache_shortcuts", "Hits answered by the hit shortcut"),
     ("shared", "slurmgate_cache_shared", "Misses answered by another request's upstream call"),
     ("peer_fills", "slurmgate_cache_peer_fills", "Misses answered by another replica's fill"),
     ("fetches", "slurmgate_cache_fetches", "Upstream calls made to fill the cache"),

@@ -28,10 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 __all__ = [
     "BadRequest",
@@ -50,8 +49,8 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "answer_error",
     "envelope",
-    "error_middleware",
     "retry_seconds",
     "to_response",
 ]
@@ -250,27 +249,20 @@ def to_response(error: SlurmgateError) -> web.Response:
     )
 
 
-def error_middleware(*, supported: Callable[[web.Request], Sequence[str]]) -> Middleware:
-    """Answer every error in the envelope: ours, aiohttp's routing and size errors, and bugs.
+def answer_error(request: web.Request, error: Exception, supported: Sequence[str]) -> web.Response:
+    """The envelope answering ``error``: ours, aiohttp's routing and size errors, and bugs.
 
-    ``supported`` gives the API versions a 404 names.
+    ``supported`` are the API versions a 404 names. Raises ``error`` again when it is an aiohttp
+    answer below 400 (a redirect), which is not an error.
     """
-
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except SlurmgateError as error:
-            return to_response(error)
-        except web.HTTPException as error:
-            if error.status < 400:
-                raise
-            return to_response(_from_aiohttp(request, error, supported(request)))
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            return to_response(SlurmgateError("the gateway failed; the error is in its log"))
-
-    return impl
+    if isinstance(error, SlurmgateError):
+        return to_response(error)
+    if isinstance(error, web.HTTPException):
+        if error.status < 400:
+            raise error
+        return to_response(_from_aiohttp(request, error, supported))
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    return to_response(SlurmgateError("the gateway failed; the error is in its log"))
 
 
 def _from_aiohttp(

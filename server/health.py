@@ -18,7 +18,6 @@ anonymous ones, cost slurmctld at most one ping per replica per ``max_age``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from aiohttp import web
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.routing import Namespace
+from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import HealthSettings
 from slurmgate.server.errors import SlurmgateError
 from slurmgate.server.keys import CACHE, HEALTH, SETTINGS, SLURM_USER_TOKEN, UPSTREAM_VERSIONS
@@ -43,6 +43,8 @@ log = logging.getLogger("slurmgate.health")
 OK, DEGRADED, FAILING, SKIPPED = "ok", "degraded", "failing", "skipped"
 #: Checks without which the gateway cannot answer any request.
 _CRITICAL = ("slurmctld", "slurm_user_token")
+#: the single-flight key of runs: every caller wants the same checks
+_RUN = "checks"
 Check = dict[str, Any]
 
 
@@ -135,28 +137,21 @@ class HealthMonitor:
         self._clock = clock
         #: the last report; replaced only by a finished run
         self._last: Report | None = None
-        #: the run under way; report() sets it when None or done, close() cancels it
-        self._run: asyncio.Task[Report] | None = None
+        #: the run under way, under the one key _RUN (close() cancels it)
+        self._runs: SingleFlight[str, Report] = SingleFlight(name="slurmgate health checks")
 
     async def report(self) -> Report:
         """A report at most ``max_age`` old, or the one under way, or a new one."""
         last = self._last
         if last is not None and self._clock() - last.made < self._settings.max_age:
             return last
-        run = self._run
-        if run is None or run.done():
-            run = asyncio.create_task(self._check(), name="slurmgate health checks")
-            self._run = run
         # A client that goes away does not cancel the checks the others wait for.
-        return await asyncio.shield(run)
+        report, _ = await self._runs.do(_RUN, self._check)
+        return report
 
     async def close(self) -> None:
         """Cancel a run under way."""
-        run, self._run = self._run, None
-        if run is not None:
-            run.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+        await self._runs.cancel()
 
     async def _check(self) -> Report:
         checked_at = time.time()
@@ -205,7 +200,7 @@ class HealthMonitor:
 
     async def _ping(self, daemon: str) -> Check:
         paths = _PINGS[daemon]
-        served = [v for v in self._app[UPSTREAM_VERSIONS] if v in paths]
+        served = [v for v in self._app[UPSTREAM_VERSIONS].served if v in paths]
         if not served:
             return {"status": SKIPPED, "error": "no API version served here has this ping"}
         version = served[-1]

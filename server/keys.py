@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -11,7 +11,6 @@ if TYPE_CHECKING:
 
     from slurmgate.policies.requirements import Requirement
     from slurmgate.policies.routing import Route
-    from slurmgate.server.cache.entry import Entry
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
     from slurmgate.server.events.hub import JobEvents
@@ -26,10 +25,10 @@ if TYPE_CHECKING:
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
     from slurmgate.server.upstream.transport import Transport
+    from slurmgate.server.upstream.versions import UpstreamVersions
 
 __all__ = [
     "CACHE",
-    "CACHE_REPLAY",
     "CACHE_STATE",
     "CONFIG_FILE",
     "DECISION",
@@ -53,19 +52,7 @@ __all__ = [
     "UPSTREAM_SECONDS",
     "UPSTREAM_STATUS",
     "UPSTREAM_VERSIONS",
-    "Replay",
 ]
-
-
-class Replay(Protocol):
-    """How the cache step answered a request from the cache, to answer the same request again
-    (the hit shortcut, server/pipeline/shortcut.py)."""
-
-    async def fresh(self) -> Entry | None:
-        """The stored entry if it is fresh now."""
-
-    def respond(self, entry: Entry) -> web.StreamResponse:
-        """The answer of a hit on ``entry``, counted as one."""
 
 
 # --- application state (set once at start, in app.py's cleanup contexts) ---
@@ -76,8 +63,9 @@ TRANSPORT: web.AppKey[Transport] = web.AppKey("transport")
 SLURM_USER_TOKEN: web.AppKey[SlurmUserToken] = web.AppKey("slurm_user_token")
 #: the response cache; None when ``cache.backend = "off"``
 CACHE: web.AppKey[ResponseCache | None] = web.AppKey("cache")
-#: API versions served, oldest first: generated versions the upstream also serves
-UPSTREAM_VERSIONS: web.AppKey[tuple[str, ...]] = web.AppKey("upstream_versions")
+#: the API versions served (``.served``, oldest first: generated versions the upstream also
+#: serves); set in build_app, what it holds changed by versions_ctx (server/upstream/versions.py)
+UPSTREAM_VERSIONS: web.AppKey[UpstreamVersions] = web.AppKey("upstream_versions")
 #: the Prometheus registry and metrics of this app (set in build_app, never the global registry)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 #: the health checks and their last report (set by health_ctx)
@@ -113,11 +101,9 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 #: "limited" (a rate limit refused it: set by limit);
 #: absent when no step decided (a request that matched nothing)
 DECISION: web.RequestKey[str] = web.RequestKey("decision")
-#: what the cache step did: "HIT", "MISS", "STALE" or "BYPASS", as in X-Cache (set by cache);
+#: what the cache did: "HIT", "MISS", "STALE" or "BYPASS", as in X-Cache (set by read_through);
 #: absent on routes that are never cached and with the cache off
 CACHE_STATE: web.RequestKey[str] = web.RequestKey("cache_state")
-#: cache: how to answer this request from the cache again, set on a plain HIT (the shortcut's)
-CACHE_REPLAY: web.RequestKey[Replay] = web.RequestKey("cache_replay")
 #: the status of the upstream call this request made (set by forward; absent when it made none
 #: or the call failed)
 UPSTREAM_STATUS: web.RequestKey[int] = web.RequestKey("upstream_status")

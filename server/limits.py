@@ -129,22 +129,20 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._tats)
 
-    def take(self, key: str, now: float, limit: Rate, *, tally: bool = True) -> float | None:
+    def take(self, key: str, now: float, limit: Rate) -> float | None:
         """Count one request of ``key`` at ``now``: None if allowed, else seconds to wait
-        (a refusal counted in :attr:`refused` unless ``tally`` is false)."""
+        (a refusal counted in :attr:`refused`)."""
         tats = self._tats
         tat = tats.get(key)
         if tat is None or tat < now:
             if tat is None and len(tats) >= self.max_keys and not self._room(now):
-                if tally:
-                    self.refused += 1
-                    self.refused_full += 1
+                self.refused += 1
+                self.refused_full += 1
                 return _FULL_SWEEP_INTERVAL
             tat = now
         tat += limit.interval
         if tat - now > limit.span + _SLACK:
-            if tally:
-                self.refused += 1
+            self.refused += 1
             return tat - now - limit.span
         tats[key] = tat
         if now >= self._next_sweep:
@@ -235,14 +233,8 @@ class RateLimits:
             return self._token_default
         return resolve(identity.rate, identity.burst, *self._default)
 
-    def caller(
-        self, identity: Identity, now: float, *, tally: bool = True
-    ) -> tuple[float, Rate] | None:
-        """Count a request of ``identity``: None if allowed, else (seconds to wait, its limit).
-
-        ``tally=False``: a refusal is not counted for the metrics (the hit shortcut, whose
-        refused requests go on to the rate-limit step, which counts them).
-        """
+    def caller(self, identity: Identity, now: float) -> tuple[float, Rate] | None:
+        """Count a request of ``identity``: None if allowed, else (seconds to wait, its limit)."""
         if identity.method == "munge":
             limit = self._munge
         elif identity.rate is None and identity.burst is None:
@@ -251,7 +243,7 @@ class RateLimits:
             limit = resolve(identity.rate, identity.burst, *self._default)
         if limit is None:
             return None
-        wait = self.callers.take(identity.name, now, limit, tally=tally)
+        wait = self.callers.take(identity.name, now, limit)
         return None if wait is None else (wait, limit)
 
     def anonymous(self, remote: str | None, now: float) -> tuple[float, Rate] | None:

@@ -2,8 +2,8 @@
 
 Every operation of every generated version is registered at its own path, with and without the
 trailing slash (slurmrestd accepts both), and under ``/<namespace>/latest/...``. Which versions
-are live is decided per request from ``app[UPSTREAM_VERSIONS]`` (what the upstream serves), so a
-version the upstream lacks answers 404 naming the ones it has.
+are live is decided per request from ``app[UPSTREAM_VERSIONS]`` (what the upstream serves, learnt
+by server/upstream/versions.py), so a version the upstream lacks answers 404 naming the ones it has.
 
 The path sent upstream is rebuilt from the matched template and the path parameters, never copied
 from the client: each parameter must match a conservative character set, so that the gateway and
@@ -11,43 +11,35 @@ slurmrestd cannot disagree about which operation (and which job, node or account
 The query string is forwarded byte for byte.
 
 The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
-``/hardware/...``) are registered with :func:`add_endpoint`, which names them for authentication
-(``public-*``: no credentials; ``optional-*``: credentials checked only when sent) and takes the
-scope they need from the ``namespace = "slurmgate"`` rules of ``policies/scopes.toml``. One that a
-``namespace = "slurmgate"`` rule of ``policies/cache.toml`` caches also gets a routing-table row
-(``request[ROUTE]``, ``request[TARGET]``: its path and query), so that authorize and cache treat it
-like any cached read: scope and requirements, cache group, freshness, single-flight.
+``/hardware/...``) are the rows of ``generated/endpoints.py`` (declared in
+``policies/endpoints/*.yaml``), registered with :func:`add_endpoint`, which names them for
+authentication (``public-*``: no credentials; ``optional-*``: credentials checked only when sent)
+and gives the pipeline their operation id and scope (``request[ENDPOINT]``). One that takes
+credentials (``token`` or ``optional``) also gets a routing-table row (``request[ROUTE]``,
+``request[TARGET]``: its path and query), so that authorize treats it as it treats slurmrestd's
+operations (scope, then the group and network requirements that pick it) and the cache as any
+cached read when its row is cached. Nothing here reads a policy file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from typing import Literal
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
 from slurmgate.generated import ROUTES
-from slurmgate.policies.routing import CachePolicy, Namespace, Route
-from slurmgate.policies.rules import CacheRules, ScopeRules, load_cache_rules, load_scope_rules
-from slurmgate.policies.selectors import split_path
-from slurmgate.server.errors import BadRequest, NotFound, SlurmgateError, UpstreamUnavailable
+from slurmgate.policies.routing import Access, CachePolicy, Namespace, OwnEndpoint, Route
+from slurmgate.server.errors import BadRequest, NotFound
 from slurmgate.server.keys import (
     ENDPOINT,
     ROUTE,
-    SETTINGS,
     TARGET,
     UPSTREAM_VERSIONS,
 )
-from slurmgate.server.upstream.acting import send_as
 
 __all__ = [
     "LATEST",
@@ -56,20 +48,14 @@ __all__ = [
     "add_endpoint",
     "not_served",
     "own_endpoints",
-    "route_middleware",
-    "versions_ctx",
+    "route",
 ]
-
-log = logging.getLogger("slurmgate.routing")
 
 LATEST = "latest"
 #: Path parameter values: job ids (123, 123_4, 123+1), node, partition, account, user, QOS,
 #: reservation, cluster and wckey names, host lists (n[1-4]). No "/", "%", "?", "#" or spaces.
 _PARAM = re.compile(r"[A-Za-z0-9._+,:@=\[\]-]{1,256}")
 _PARAM_NAMES = re.compile(r"{(\w+)}")
-_NAMESPACES = frozenset({"slurm", "slurmdb", "util"})
-#: seconds between attempts to learn the upstream's API versions while it cannot answer
-RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,75 +88,44 @@ class Endpoint:
     operation_id: str
     #: the scope credentials must carry (None: public, credentials are never looked at)
     scope: str | None
-    #: its routing-table row when policies/cache.toml caches it (None: never cached)
+    #: its routing-table row when its declaration caches it (None: never cached)
     route: Route | None = None
 
 
 _ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("own_endpoints")
 
-#: "public": anyone; "optional": anyone, but credentials that are sent must be valid and carry
-#: the scope; "token": credentials with the scope are required
-Access = Literal["public", "optional", "token"]
-_NAME_PREFIX: dict[Access, str] = {"public": "public-", "optional": "optional-", "token": "own-"}
+_NAME_PREFIX = {Access.PUBLIC: "public-", Access.OPTIONAL: "optional-", Access.TOKEN: "own-"}
 
 
-@cache
-def _scope_rules() -> ScopeRules:
-    return load_scope_rules()
-
-
-def _own_scope(path: str, method: str) -> str:
-    """The scope ``policies/scopes.toml`` gives the gateway's endpoint ``method path``."""
-    segments = split_path(f"/slurmgate{path}").segments
-    scopes = {rule.scope for rule in _scope_rules().matching("slurmgate", segments, method)}
-    if len(scopes) != 1:
-        # Fail closed at start: an endpoint without exactly one scope is a policy mistake.
-        raise ValueError(f"scopes.toml gives {method} {path} {len(scopes)} scopes, not one")
-    return scopes.pop()
-
-
-@cache
-def _cache_rules() -> CacheRules:
-    return load_cache_rules()
-
-
-def _own_cache(path: str, method: str) -> tuple[CachePolicy, str]:
-    """The cache policy and group ``policies/cache.toml`` gives the endpoint (none when no rule)."""
-    segments = split_path(f"/slurmgate{path}").segments
-    found = {(r.policy, r.group) for r in _cache_rules().matching("slurmgate", segments, method)}
-    if len(found) > 1:
-        raise ValueError(f"cache.toml gives {method} {path} {len(found)} cache policies, not one")
-    return found.pop() if found else (CachePolicy.NONE, "")
-
-
-def add_endpoint(
-    app: web.Application, path: str, handler: Handler, *, operation_id: str, access: Access
-) -> None:
-    """Register one of the gateway's own GET endpoints (see the module docstring)."""
-    scope = None if access == "public" else _own_scope(path, "GET")
-    name = _NAME_PREFIX[access] + operation_id.replace("_", "-")
-    row = None
-    policy, group = _own_cache(path, "GET")
-    if policy is not CachePolicy.NONE:
-        if access != "token" or scope is None:
-            # Cached answers are keyed and filled per authenticated caller.
-            raise ValueError(f"GET {path} is cached by cache.toml, so its access must be 'token'")
-        row = Route(
-            method="GET",
-            path=path,
-            operation_id=operation_id,
+def add_endpoint(app: web.Application, row: OwnEndpoint, handler: Handler) -> None:
+    """Register one of the gateway's own endpoints, a row of ``generated/endpoints.py``."""
+    name = _NAME_PREFIX[row.access] + row.operation_id.replace("_", "-")
+    if row.cache is not CachePolicy.NONE and (row.access is not Access.TOKEN or row.scope is None):
+        # codegen refuses such a declaration; a hand-edited table must not slip through.
+        raise ValueError(f"{row.operation_id} is cached, so its access must be 'token'")
+    route = None
+    if row.scope is not None:
+        route = Route(
+            method=row.method,
+            path=row.path,
+            operation_id=row.operation_id,
             namespace=Namespace.SLURMGATE,
             tag="slurmgate",
             body_model=None,
             mutating=False,
-            scope=scope,
-            cache=policy,
-            cache_group=group,
+            scope=row.scope,
+            cache=row.cache,
+            cache_group=row.cache_group,
             invalidates=(),
             accounts=(),
         )
-    route = app.router.add_get(path, handler, name=name)
-    app.setdefault(_ENDPOINTS, {})[route] = Endpoint(operation_id, scope, row)
+    endpoint = Endpoint(row.operation_id, row.scope, route)
+    resource = app.router.add_resource(row.router_path, name=name)
+    registered = app.setdefault(_ENDPOINTS, {})
+    # HEAD beside GET, as aiohttp's add_get does, and known to the pipeline like the GET: a HEAD
+    # the authorize step did not recognise would skip the scope check.
+    for method in ("HEAD", "GET") if row.method == "GET" else (row.method,):
+        registered[resource.add_route(method, handler)] = endpoint
 
 
 def own_endpoints(app: web.Application) -> dict[str, Endpoint]:
@@ -241,6 +196,9 @@ def _resolve(table: _Table, entry: _Entry, served: tuple[str, ...]) -> _Entry:
 
 
 def _target(entry: _Entry, params: Mapping[str, str], query: str) -> str:
+    if not params:  # a path without parameters is its template (most polled ones are)
+        return f"{entry.template}?{query}" if query else entry.template
+
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         value = params[name]
@@ -264,82 +222,21 @@ def _own_target(request: web.Request) -> str:
     return f"{path}?{query}" if query else path
 
 
-def route_middleware() -> Middleware:
-    """Set ``request[ROUTE]`` and ``request[TARGET]`` for requests that matched an operation, or
-    ``request[ENDPOINT]`` for the gateway's own endpoints."""
-
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        table = request.app[_TABLE]
-        matched = request.match_info.route
-        entry = table.by_route.get(matched)
-        if entry is None:
-            endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
-            if endpoint is not None:
-                request[ENDPOINT] = endpoint
-                if endpoint.route is not None:
-                    request[ROUTE] = endpoint.route
-                    request[TARGET] = _own_target(request)
-        else:
-            entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS])
-            request[ROUTE] = entry.route
-            request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)
-        return await handler(request)
-
-    return impl
-
-
-async def _ask_upstream(app: web.Application) -> tuple[str, ...]:
-    """The API versions slurmrestd's own /openapi/v3 lists."""
-    answer = await send_as(
-        app,
-        "GET",
-        "/openapi/v3",
-        user=None,
-        headers=(("Accept", "application/json"),),
-        purpose="versions",
-    )
-    if answer.status != 200:
-        raise UpstreamUnavailable(f"GET /openapi/v3 answered {answer.status}")
-    paths = json.loads(answer.body).get("paths", {})
-    found = {p.split("/")[2] for p in paths if p.count("/") > 2 and p.split("/")[1] in _NAMESPACES}
-    return tuple(sorted(found, key=_version_key))
-
-
-def _live(app: web.Application, upstream: tuple[str, ...] | None) -> tuple[str, ...]:
-    """Generated versions, limited to what the upstream serves and to the configured list."""
-    wanted = app[SETTINGS].versions or tuple(ROUTES)
-    live = [v for v in wanted if v in ROUTES and (upstream is None or v in upstream)]
-    return tuple(sorted(live, key=_version_key))
-
-
-async def versions_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Learn which API versions the upstream serves; until it answers, assume the configured ones.
-
-    Retries in the background every ``RETRY_SECONDS`` while slurmrestd cannot be asked.
-    """
-    app[UPSTREAM_VERSIONS] = _live(app, None)
-    first_attempt = asyncio.Event()
-
-    async def discover() -> None:
-        while True:
-            try:
-                live = _live(app, await _ask_upstream(app))
-            except (SlurmgateError, ValueError, AttributeError) as error:
-                log.warning("cannot ask slurmrestd for its API versions (%s); retrying", error)
-                first_attempt.set()
-                await asyncio.sleep(RETRY_SECONDS)
-            else:
-                app[UPSTREAM_VERSIONS] = live
-                log.info("serving API versions %s", ", ".join(live))
-                first_attempt.set()
-                return
-
-    task = asyncio.create_task(discover())
-    # Serve once the first attempt is over, so a healthy upstream's versions apply at once.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(first_attempt.wait(), app[SETTINGS].upstream.timeout)
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def route(request: web.Request) -> None:
+    """The routing step: ``request[ROUTE]`` and ``request[TARGET]`` for a request that matched an
+    operation, ``request[ENDPOINT]`` for one of the gateway's own endpoints; nothing for a
+    request that matched nothing (its handler raises aiohttp's 404 or 405)."""
+    table = request.app[_TABLE]
+    matched = request.match_info.route
+    entry = table.by_route.get(matched)
+    if entry is None:
+        endpoint = request.app.get(_ENDPOINTS, {}).get(matched)
+        if endpoint is not None:
+            request[ENDPOINT] = endpoint
+            if endpoint.route is not None:
+                request[ROUTE] = endpoint.route
+                request[TARGET] = _own_target(request)
+        return
+    entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS].served)
+    request[ROUTE] = entry.route
+    request[TARGET] = _target(entry, request.match_info, request.rel_url.raw_query_string)

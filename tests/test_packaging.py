@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tests.layout import REPO, package_dirs
 
-#: What the folders ship: code, and the package data pyproject names (templates, policies, specs).
-SHIPPED = {".py", ".toml", ".jinja", ".json"}
+#: What the folders ship: code, and the package data pyproject names (templates, policies and
+#: own endpoints, OpenAPI documents).
+SHIPPED = {".py", ".toml", ".yaml", ".jinja", ".json"}
 
 
 def tree_files(root: Path, dirs: dict[str, Path]) -> set[str]:

@@ -10,11 +10,13 @@ generated from it works against the gateway:
   locations checked for account-limited tokens, the gateway's error answers (400, 401, 403, 413,
   502, 504), and on cached reads the ``Cache-Control`` request header and the cache headers of
   the answer;
-- the gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, ``/metrics``,
-  ``/hardware/table``, ``/hardware/stats``, ``/hardware/avail``, ``/slurmgate/v1/events/jobs``
-  from openapi_events.py, ``/slurmgate/v1/usage`` from openapi_usage.py), with the scopes those
-  that take credentials need and the cache policies of the cached ones (the server takes both
-  from ``policies/``; tests/generated/test_openapi_documents.py checks that they agree).
+- the gateway's own endpoints, as ``policies/endpoints/*.yaml`` declare them (``api.own``): the
+  declared summary, description, parameters, responses and schemas, plus what follows from the
+  declared access, scope and cache policy, added here the same way for every endpoint: security
+  (none for public endpoints, optional for ``optional`` ones), ``x-scopes``, the scope and cache
+  sentence of the description, 401 and 403, and for cached ones the ``Cache-Control`` parameter
+  and the cache headers of the 200. The server registers the same declarations from
+  ``generated/endpoints.py``.
 
 OpenAPI 3.0 gives scopes only to OAuth2 schemes, hence the ``x-scopes`` extension. The text is
 JSON with sorted keys and one-space indentation (diffs stay readable across Slurm upgrades), led
@@ -26,21 +28,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slurmgate.codegen.ir import ApiSpec, Route
+from slurmgate.codegen.ir import ApiSpec, OwnEndpoints, OwnOperation, Route
 from slurmgate.codegen.render.header import MARKER
-from slurmgate.codegen.render.openapi_events import (
-    EVENTS_PATH,
-    EVENTS_SCHEMAS,
-    EVENTS_SCOPE,
-    events_operation,
-)
-from slurmgate.codegen.render.openapi_usage import (
-    USAGE_DESCRIPTION,
-    USAGE_PARAMETERS,
-    USAGE_SCHEMAS,
-    USAGE_SUMMARY,
-)
-from slurmgate.policies.routing import CachePolicy
+from slurmgate.policies.routing import Access, CachePolicy
 
 __all__ = ["ERROR_SCHEMA", "GATEWAY_SECURITY", "render_openapi"]
 
@@ -165,9 +155,7 @@ def render_openapi(api: ApiSpec) -> str:
     components["securitySchemes"] = _SCHEMES
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _ERROR
-    schemas.update(_HARDWARE_SCHEMAS)
-    schemas.update(EVENTS_SCHEMAS)
-    schemas.update(USAGE_SCHEMAS)
+    schemas.update(json.loads(api.own.schemas))
     components["headers"] = _CACHE_HEADERS
     components["parameters"] = {"slurmgate_cache_control": _CACHE_CONTROL}
     components.setdefault("responses", {}).update(
@@ -180,7 +168,7 @@ def render_openapi(api: ApiSpec) -> str:
     for route in api.routes:
         operation = document["paths"][route.operation.path][route.operation.method.lower()]
         _extend(operation, route)
-    document["paths"].update(_own_paths(api.version))
+    document["paths"].update(_declared_paths(api.own))
     tags = document.setdefault("tags", [])
     tags.append({"name": "slurmgate", "description": "the gateway's own endpoints"})
     body = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False)
@@ -211,9 +199,7 @@ def _extend(operation: Json, route: Route) -> None:
             lines.append(f"Invalidates the cached reads of: {', '.join(route.invalidates)}.")
     else:
         cache = {"policy": str(route.cache), "group": route.cache_group}
-        lines.append(
-            f"Cached (policy {route.cache}, group {route.cache_group}); see the X-Cache headers."
-        )
+        lines.append(_cache_sentence(route.cache, route.cache_group))
     operation["x-slurmgate-cache"] = cache
     if route.mutating and route.accounts:
         where = ", ".join(str(location) for location in route.accounts)
@@ -236,392 +222,50 @@ def _extend(operation: Json, route: Route) -> None:
             }
 
 
-#: The answer of GET /health: the status for everyone, the checks for slurmgate:health.
-_HEALTH: Json = {
-    "type": "object",
-    "required": ["status"],
-    "properties": {
-        "status": {"type": "string", "enum": ["ok", "degraded", "failing"]},
-        "checked_at": {
-            "type": "string",
-            "format": "date-time",
-            "description": "when the checks ran (callers with slurmgate:health only)",
-        },
-        "checks": {
-            "type": "object",
-            "description": (
-                "slurmctld, slurmdbd, cache, slurm_user_token (callers with slurmgate:health only)"
-            ),
-            "additionalProperties": {
-                "type": "object",
-                "required": ["status"],
-                "properties": {
-                    "status": {"type": "string", "enum": ["ok", "degraded", "failing", "skipped"]},
-                    "error": {"type": "string"},
-                    "seconds": {"type": "number"},
-                },
-                "additionalProperties": True,
-            },
-        },
-    },
-}
+def _cache_sentence(policy: CachePolicy, group: str) -> str:
+    return f"Cached (policy {policy}, group {group}); see the X-Cache headers."
 
 
-def _scoped(scope: str, summary: str, description: str) -> Json:
-    """An own endpoint that takes the gateway's credentials and needs ``scope``."""
-    return {
-        "summary": summary,
-        "description": f"{description} slurmgate: needs the scope `{scope}`.",
-        "tags": ["slurmgate"],
-        "x-scopes": [scope],
-        "x-slurmgate-mutating": False,
-        "x-slurmgate-cache": {"policy": "none"},
-    }
-
-
-def _own_paths(version: str) -> Json:
-    """The gateway's own endpoints: public ones (no credentials), and /health and /metrics."""
-    document_answer = {
-        "200": {
-            "description": "an OpenAPI 3.0 document",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    }
-    return {
-        "/meta/versions": {
-            "get": {
-                "operationId": "slurmgate_get_meta_versions",
-                "summary": "API versions this gateway serves",
-                "tags": ["slurmgate"],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "served versions, oldest first, and the newest",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "versions": {
-                                            "type": "array",
-                                            "items": {
-                                                "type": "object",
-                                                "properties": {
-                                                    "version": {"type": "string"},
-                                                    "slurm_release": {"type": "string"},
-                                                },
-                                            },
-                                        },
-                                        "latest": {"type": "string", "nullable": True},
-                                    },
-                                }
-                            }
-                        },
-                    }
-                },
-            }
-        },
-        "/openapi/v3": {
-            "get": {
-                "operationId": "slurmgate_get_openapi",
-                "summary": "this document for every API version served",
-                "tags": ["slurmgate"],
-                "security": [],
-                "responses": document_answer,
-            }
-        },
-        "/health": {
-            "get": {
-                **_scoped(
-                    "slurmgate:health",
-                    "the gateway's health: slurmctld, slurmdbd, cache, SlurmUser token",
-                    "Needs no credentials and then answers only the status; credentials that are "
-                    "sent must be valid and carry the scope, and then every check is shown.",
-                ),
-                "operationId": "slurmgate_get_health",
-                # {}: no credentials at all is an alternative too
-                "security": [{}, *GATEWAY_SECURITY],
-                "responses": {
-                    "200": _health_answer("every check is ok"),
-                    "401": {"$ref": "#/components/responses/slurmgate_401"},
-                    "403": {"$ref": "#/components/responses/slurmgate_403"},
-                    "503": _health_answer(
-                        "degraded (some checks fail, requests are still served) or failing"
-                    ),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                **_scoped(
-                    "slurmgate:metrics",
-                    "the gateway's Prometheus metrics",
-                    "Prometheus text format, or OpenMetrics when Accept asks for it.",
-                ),
-                "operationId": "slurmgate_get_metrics",
-                "responses": {
-                    "200": {
-                        "description": "the metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    "401": {"$ref": "#/components/responses/slurmgate_401"},
-                    "403": {"$ref": "#/components/responses/slurmgate_403"},
-                },
-            }
-        },
-        **_hardware_paths(),
-        EVENTS_PATH: {
-            "get": events_operation(
-                _scoped(
-                    EVENTS_SCOPE,
-                    "live job events: jobs appearing, changing state and leaving (SSE)",
-                    "Server-Sent Events from one poller per gateway shared by every client: the "
-                    "jobs the token may see (its account patterns; only its own with per_user), "
-                    "filtered by the query. Reconnect with Last-Event-ID to get what was missed. "
-                    "Never cached.",
-                )
-            )
-        },
-        **_usage_paths(),
-        f"/openapi/v3/{version}": {
-            "get": {
-                "operationId": f"slurmgate_get_openapi_{version.replace('.', '')}",
-                "summary": f"this document, for {version} only",
-                "tags": ["slurmgate"],
-                "security": [],
-                "responses": document_answer,
-            }
-        },
-    }
-
-
-def _health_answer(text: str) -> Json:
-    return {"description": text, "content": {"application/json": {"schema": _HEALTH}}}
-
-
-# --- /hardware/table, /hardware/stats, /hardware/avail ------------------------------------------
-
-#: (name, summary, description, cache policy as in policies/cache.toml)
-_HARDWARE = (
-    (
-        "table",
-        "the cluster's node groups: CPUs, memory, GPUs, features, counts, partitions",
-        "Nodes grouped by hardware (CPUs, sockets, cores, threads, memory in MiB, GPUs per type "
-        "from their gres, features), with their partitions, and the partitions' totals.",
-        "normal",
-    ),
-    (
-        "stats",
-        "the cluster's totals: nodes, CPUs, memory, GPUs, allocations, nodes by state",
-        "Totals over the nodes, what jobs hold of them, and how many nodes are in each base "
-        "state and carry each flag.",
-        "short",
-    ),
-    (
-        "avail",
-        "what is free now, per node group",
-        "Per node group: the nodes available now (IDLE or MIXED, no flag such as DRAIN, RESERVED "
-        "or POWERED_DOWN, in a partition that is UP), and the CPUs, memory and GPUs free on them.",
-        "short",
-    ),
-)
-_INT: Json = {"type": "integer"}
-_STRINGS: Json = {"type": "array", "items": {"type": "string"}}
-_GPUS: Json = {
-    "type": "array",
-    "description": "GPUs per type; type is null for GPUs slurm.conf gives no type",
-    "items": {
-        "type": "object",
-        "required": ["type", "count"],
-        "properties": {"type": {"type": "string", "nullable": True}, "count": _INT},
-    },
-}
-_AMOUNTS: Json = {
-    "type": "object",
-    "properties": {"cpus": _INT, "real_memory": _INT, "gpus": _INT},
-}
-_GROUP_PROPERTIES: Json = {
-    "cpus": _INT,
-    "sockets": _INT,
-    "cores_per_socket": _INT,
-    "threads_per_core": _INT,
-    "real_memory": {"type": "integer", "description": "MiB per node"},
-    "gpus": _GPUS,
-    "gpus_per_node": _INT,
-    "features": _STRINGS,
-    "partitions": _STRINGS,
-    "node_count": _INT,
-}
-_ENVELOPE: Json = {
-    "partition": {
-        "type": "string",
-        "nullable": True,
-        "description": "the partition asked for with ?partition=, or null",
-    },
-    "last_update": {"type": "object", "additionalProperties": True},
-    "meta": {"type": "object", "additionalProperties": True},
-    "errors": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
-    "warnings": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
-}
-_HARDWARE_SCHEMAS: Json = {
-    "slurmgate_hardware_table_resp": {
-        "type": "object",
-        "required": ["groups", "partitions", "meta", "errors", "warnings"],
-        "properties": {
-            "groups": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {**_GROUP_PROPERTIES, "nodes": _STRINGS, "total": _AMOUNTS},
-                },
-            },
-            "partitions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "state": _STRINGS,
-                        "node_count": _INT,
-                        "cpus": _INT,
-                        "real_memory": _INT,
-                        "gpus": _INT,
-                    },
-                },
-            },
-            **_ENVELOPE,
-        },
-    },
-    "slurmgate_hardware_stats_resp": {
-        "type": "object",
-        "required": ["stats", "meta", "errors", "warnings"],
-        "properties": {
-            "stats": {
-                "type": "object",
-                "properties": {
-                    "nodes": _INT,
-                    "groups": _INT,
-                    "partitions": _INT,
-                    "cpus": _INT,
-                    "real_memory": _INT,
-                    "gpus": _INT,
-                    "gpus_by_type": _GPUS,
-                    "allocated": _AMOUNTS,
-                    "node_states": {"type": "object", "additionalProperties": _INT},
-                    "node_flags": {"type": "object", "additionalProperties": _INT},
-                },
-            },
-            **_ENVELOPE,
-        },
-    },
-    "slurmgate_hardware_avail_resp": {
-        "type": "object",
-        "required": ["groups", "total", "meta", "errors", "warnings"],
-        "properties": {
-            "groups": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        **_GROUP_PROPERTIES,
-                        "available_nodes": _STRINGS,
-                        "idle_nodes": _INT,
-                        "mixed_nodes": _INT,
-                        "free": {
-                            "type": "object",
-                            "properties": {**_AMOUNTS["properties"], "gpus_by_type": _GPUS},
-                        },
-                        "largest_free": _AMOUNTS,
-                    },
-                },
-            },
-            "total": {
-                "type": "object",
-                "properties": {
-                    "idle_nodes": _INT,
-                    "mixed_nodes": _INT,
-                    "cpus": _INT,
-                    "real_memory": _INT,
-                    "gpus": _INT,
-                },
-            },
-            **_ENVELOPE,
-        },
-    },
-}
-_PARTITION_PARAMETER: Json = {
-    "name": "partition",
-    "in": "query",
-    "required": False,
-    "description": "only this partition and its nodes (404 when there is no such partition)",
-    "schema": {"type": "string"},
-}
-
-
-def _hardware_paths() -> Json:
-    """The hardware endpoints: scope slurmgate:hardware, cached in group hardware."""
+def _declared_paths(own: OwnEndpoints) -> Json:
+    """The path items of the gateway's own endpoints."""
     paths: Json = {}
-    for name, summary, description, policy in _HARDWARE:
-        operation = _scoped(
-            "slurmgate:hardware",
-            summary,
-            description + " Computed from slurmrestd's nodes and partitions (the newest API "
-            f"version it serves, as the caller). Cached (policy {policy}, group hardware); see "
-            "the X-Cache headers.",
+    for operation in own.operations:
+        paths.setdefault(operation.row.path, {})[operation.row.method.lower()] = (
+            _declared_operation(operation)
         )
-        operation["x-slurmgate-cache"] = {"policy": policy, "group": "hardware"}
-        operation["operationId"] = f"slurmgate_get_hardware_{name}"
-        operation["parameters"] = [
-            _PARTITION_PARAMETER,
-            {"$ref": "#/components/parameters/slurmgate_cache_control"},
-        ]
-        ok_schema = {"$ref": f"#/components/schemas/slurmgate_hardware_{name}_resp"}
-        operation["responses"] = {
-            "200": {
-                "description": f"the hardware {name}",
-                "content": {"application/json": {"schema": ok_schema}},
-                "headers": {
-                    header: {"$ref": f"#/components/headers/{header}"}
-                    for header in sorted(_CACHE_HEADERS)
-                },
-            },
-            **{
-                status: {"$ref": f"#/components/responses/slurmgate_{status}"}
-                for status in sorted(_GATEWAY_ERRORS)
-            },
-            "404": _error_response("?partition= names no partition"),
-            "406": _error_response("Accept excludes application/json, the only type answered"),
-        }
-        paths[f"/hardware/{name}"] = {"get": operation}
     return paths
 
 
-def _usage_paths() -> Json:
-    """The usage report: scope slurmdb:read, cached in group db-jobs (openapi_usage.py)."""
-    operation = _scoped("slurmdb:read", USAGE_SUMMARY, USAGE_DESCRIPTION)
-    operation["x-slurmgate-cache"] = {"policy": "normal", "group": "db-jobs"}
-    operation["operationId"] = "slurmgate_get_usage"
-    operation["parameters"] = [
-        *USAGE_PARAMETERS,
-        {"$ref": "#/components/parameters/slurmgate_cache_control"},
-    ]
-    operation["responses"] = {
-        "200": {
-            "description": "usage per group, and the total",
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/slurmgate_usage_resp"}
-                }
-            },
-            "headers": {
-                header: {"$ref": f"#/components/headers/{header}"}
-                for header in sorted(_CACHE_HEADERS)
-            },
-        },
-        **{
-            status: {"$ref": f"#/components/responses/slurmgate_{status}"}
-            for status in sorted(_GATEWAY_ERRORS)
-        },
-        "406": _error_response("Accept excludes application/json, the only type answered"),
-    }
-    return {"/slurmgate/v1/usage": {"get": operation}}
+def _declared_operation(operation: OwnOperation) -> Json:
+    """One own endpoint's operation: as declared, plus what its access, scope and cache imply."""
+    row = operation.row
+    result: Json = json.loads(operation.openapi)
+    result["operationId"] = row.operation_id
+    result["tags"] = ["slurmgate"]
+    if row.access is Access.PUBLIC:
+        result["security"] = []
+        return result
+    if row.access is Access.OPTIONAL:
+        # {}: no credentials at all is an alternative too
+        result["security"] = [{}, *GATEWAY_SECURITY]
+    lines = [f"slurmgate: needs the scope `{row.scope}`."]
+    cache: Json = {"policy": str(row.cache)}
+    if row.cache is not CachePolicy.NONE:
+        cache["group"] = row.cache_group
+        lines.append(_cache_sentence(row.cache, row.cache_group))
+    described = result.get("description") or ""
+    result["description"] = (described + " " if described else "") + " ".join(lines)
+    result["x-scopes"] = [row.scope]
+    result["x-slurmgate-mutating"] = False
+    result["x-slurmgate-cache"] = cache
+    responses = result["responses"]
+    for status in ("401", "403"):
+        responses.setdefault(status, {"$ref": f"#/components/responses/slurmgate_{status}"})
+    if row.cache is not CachePolicy.NONE:
+        result.setdefault("parameters", []).append(
+            {"$ref": "#/components/parameters/slurmgate_cache_control"}
+        )
+        responses["200"]["headers"] = {
+            name: {"$ref": f"#/components/headers/{name}"} for name in sorted(_CACHE_HEADERS)
+        }
+    return result

@@ -150,7 +150,7 @@ class MemoryBackend:
         if self._file_min_bytes and len(entry.body) >= self._file_min_bytes and entry.file is None:
             file = body_file(entry.body)
             if file is not None:
-                entry = dataclasses.replace(entry, body=file.view, file=file)
+                entry = dataclasses.replace(entry, body=file.view, file=file, headers_made={})
         self._drop(entry_key)
         self._entries[entry_key] = (entry, self._clock() + ttl, size)
         self._total += size

@@ -12,6 +12,8 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from multidict import CIMultiDict
+
 from slurmgate.server.cache.bodyfile import BodyFile
 
 __all__ = ["FORMAT", "Entry", "decode", "encode"]
@@ -44,6 +46,11 @@ class Entry:
     body: bytes | memoryview
     #: the memory file holding the body, when the memory backend made one (sent by sendfile)
     file: BodyFile | None = field(default=None, compare=False, repr=False)
+    #: the response headers made once for this entry, per X-Cache outcome and privacy, all but
+    #: ``Age`` (server/pipeline/respond.py); in this process only, never encoded
+    headers_made: dict[tuple[str, bool], CIMultiDict[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def lifetime(self) -> float:

@@ -134,10 +134,6 @@ class CacheSettings(Section):
     #: redis: seconds a replica's lock on a miss lasts unless renewed; bounds the wait when the
     #: replica filling the entry dies
     lock_lease: float = Field(5.0, ge=0.5, le=300)
-    #: seconds the hit shortcut remembers a request answered from the cache, so that the same
-    #: request again skips routing, authentication and authorization (0: off); a reload of the
-    #: tokens file or the configuration ends it at once (server/pipeline/shortcut.py)
-    shortcut_seconds: float = Field(1.0, ge=0, le=60)
     short: ShortFreshness = ShortFreshness()
     normal: NormalFreshness = NormalFreshness()
     long: LongFreshness = LongFreshness()

@@ -1,7 +1,9 @@
 """The response cache: lookups, single-flight fills, invalidation, and surviving its backend.
 
-Nothing here knows HTTP frameworks; the pipeline step (server/pipeline/cache.py) decides what a
-request wants and builds responses. What this module guarantees:
+Nothing here knows HTTP frameworks: :meth:`ResponseCache.read` takes a key, the client's
+directives and a ``fetch`` that makes the upstream call, and returns what to answer with
+(:class:`Served`); server/pipeline/respond.py turns that into a web response. What this module
+guarantees:
 
 - identical misses share one upstream call: in a process through :class:`.flight.SingleFlight`,
   across replicas sharing Redis through a lock with a lease that the filling replica renews, so
@@ -10,7 +12,9 @@ request wants and builds responses. What this module guarantees:
   so bumping a generation (:meth:`ResponseCache.invalidate`) retires every entry of the group;
 - a backend that fails or is slow never fails a request: the call is abandoned after
   ``timeout``, the backend is left alone for ``retry_interval`` (requests go upstream, still
-  merged in-process), and invalidations made meanwhile are applied before it is read again.
+  merged in-process), and invalidations made meanwhile are applied before it is read again;
+- a failed upstream call is answered from a stale entry when the client accepts one
+  (``stale-if-error``), and a 5xx answer likewise.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from slurmgate.server.cache.backends import Backend, MemoryBackend
+from slurmgate.server.cache.control import Directives
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.cache.freshness import freshness
@@ -39,6 +44,7 @@ __all__ = [
     "Filled",
     "Lookup",
     "ResponseCache",
+    "Served",
     "cacheable",
 ]
 
@@ -49,6 +55,8 @@ T = TypeVar("T")
 #: A non-empty ``errors`` array anywhere in a JSON body. ``"errors"`` with its quotes cannot occur
 #: inside a JSON string (quotes there are escaped), so every match is a key.
 _ERRORS_KEY = re.compile(rb'"errors"\s*:\s*(\[\s*\])?')
+#: Keys whose backend names are remembered at most (then forgotten all at once).
+_MAX_NAMES = 4096
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.2
 
@@ -76,8 +84,6 @@ class CacheStats:
     """Counters for metrics and tests; each is only ever incremented."""
 
     hits: int = 0
-    #: hits answered by the hit shortcut (server/pipeline/shortcut.py), counted in hits too
-    shortcuts: int = 0
     misses: int = 0
     stale: int = 0
     bypasses: int = 0
@@ -114,6 +120,16 @@ class Lookup:
         return _fresh(self.entry, self.generation, now, max_age)
 
 
+def _stale(lookup: Lookup, directives: Directives) -> Entry | None:
+    """The stored entry if the client accepts it in place of a failed upstream call."""
+    entry = lookup.entry
+    if entry is None or directives.stale_if_error is None:
+        return None
+    if time.time() - entry.stale_at > directives.stale_if_error:
+        return None
+    return entry
+
+
 def _fresh(entry: Entry | None, generation: str, now: float, max_age: int | None) -> Entry | None:
     if entry is None or entry.generation != generation or now >= entry.stale_at:
         return None
@@ -135,6 +151,23 @@ class Filled:
     from_peer: bool = False
 
 
+class Served(NamedTuple):
+    """What :meth:`ResponseCache.read` answers a request with (a tuple: made on every hit)."""
+
+    #: status, headers and body to send: a stored entry, or an answer that was not stored
+    answer: Answer | Entry
+    #: the stored entry the answer is (its times give Age and max-age); None if not stored
+    entry: Entry | None
+    #: as in ``X-Cache``: HIT (fresh, or filled by another request or replica), MISS (this
+    #: request's upstream call), STALE (an old entry in place of a failed call), BYPASS (not
+    #: read from or stored in the cache: ``no-store``, or the backend is failing)
+    outcome: str
+
+
+#: A request without directives: it uses the cache normally.
+_NONE = Directives()
+
+
 class _BackendDown(Exception):
     """The backend failed just now or is being left alone after a failure."""
 
@@ -142,8 +175,17 @@ class _BackendDown(Exception):
 class ResponseCache:
     """The cache of one gateway process; see the module docstring."""
 
-    def __init__(self, backend: Backend, settings: CacheSettings, *, max_wait: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        settings: CacheSettings,
+        *,
+        max_wait: float,
+        upstream_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self._backend = backend
+        #: what ``fetch`` raises when the upstream failed: answered stale-if-error
+        self._upstream_errors = upstream_errors
         #: the synchronous read of the memory backend (not of test doubles that play Redis)
         self._peek = (
             backend.peek if isinstance(backend, MemoryBackend) and not backend.remote else None
@@ -163,6 +205,8 @@ class ResponseCache:
         #: monotonic time of the last failure: only an operation started after it proves the
         #: backend is back (one that was already under way may succeed late)
         self._failed_at = 0.0
+        #: (material, group) -> their backend keys (see :meth:`_names`), at most _MAX_NAMES
+        self._name_memo: dict[tuple[str, str], tuple[str, str]] = {}
         #: groups invalidated while the backend was failing; bumped before it is read again
         self._pending: set[str] = set()
         #: per-group counter bumped by every invalidation, so that in-process flights started
@@ -179,33 +223,102 @@ class ResponseCache:
         """Whether the backend is currently used (not left alone after a failure)."""
         return time.monotonic() >= self._down_until
 
-    def lookup_now(self, material: str, group: str) -> Lookup | None:
+    async def read(
+        self,
+        material: str,
+        group: str,
+        fetch: Callable[[], Awaitable[Answer]],
+        *,
+        bounds: FreshnessSettings,
+        user: str,
+        directives: Directives = _NONE,
+    ) -> Served:
+        """The answer for ``material``: stored and fresh, or from one shared upstream call.
+
+        ``fetch`` makes the upstream call as ``user``. Its exceptions of the types in
+        ``upstream_errors`` (given at construction) are answered from a stale entry when
+        ``directives.stale_if_error`` allows one, and otherwise reach the caller, as do all
+        others. ``directives.no_store`` neither reads nor stores (outcome BYPASS).
+        """
+        if directives.no_store:
+            self.stats.bypasses += 1
+            return Served(await fetch(), None, "BYPASS")
+        peek = self._peek
+        lookup: Lookup | None = None
+        if peek is not None:
+            # This process's memory: a read that cannot fail or wait, and a hit made of as
+            # little as possible (most requests are hits): no Lookup, no task.
+            entry_key, generation_key = self._names(material, group)
+            entry, generation = peek(entry_key, generation_key)
+        else:
+            lookup = await self.lookup(material, group)
+            entry_key, entry, generation = lookup.entry_key, lookup.entry, lookup.generation
+        if not directives.refresh:
+            fresh = _fresh(entry, generation, time.time(), directives.max_age)
+            if fresh is not None:
+                self.stats.hits += 1
+                return Served(fresh, fresh, "HIT")
+        if lookup is None:
+            lookup = Lookup(material, group, entry_key, entry, generation, backend_ok=True)
+        return await self._miss(lookup, fetch, bounds=bounds, user=user, directives=directives)
+
+    async def _miss(
+        self,
+        lookup: Lookup,
+        fetch: Callable[[], Awaitable[Answer]],
+        *,
+        bounds: FreshnessSettings,
+        user: str,
+        directives: Directives,
+    ) -> Served:
+        """:meth:`read` of a key without a fresh entry: the shared fill, or stale-if-error."""
+        try:
+            filled = await self.fill(
+                lookup, fetch, bounds=bounds, user=user, refresh=directives.refresh
+            )
+        except self._upstream_errors:
+            stale = _stale(lookup, directives)
+            if stale is None:
+                raise
+            self.stats.stale += 1
+            return Served(stale, stale, "STALE")
+        if filled.answer.status >= 500:
+            stale = _stale(lookup, directives)
+            if stale is not None:
+                self.stats.stale += 1
+                return Served(stale, stale, "STALE")
+        if filled.from_peer:
+            self.stats.hits += 1
+            outcome = "HIT"
+        elif lookup.backend_ok:
+            self.stats.misses += 1
+            outcome = "MISS"
+        else:
+            self.stats.bypasses += 1
+            outcome = "BYPASS"
+        return Served(filled.answer, filled.entry, outcome)
+
+    def _peek_lookup(self, material: str, group: str) -> Lookup | None:
         """:meth:`lookup` without awaiting, when the backend is this process's memory; else None.
 
         A memory read cannot fail or wait, so it skips the circuit and the shared reads.
         """
         if self._peek is None:
             return None
-        entry_key = self._keys.entry(material)
-        entry, generation = self._peek(entry_key, self._keys.generation(group))
+        entry_key, generation_key = self._names(material, group)
+        entry, generation = self._peek(entry_key, generation_key)
         return Lookup(material, group, entry_key, entry, generation, backend_ok=True)
 
-    def keys(self, material: str, group: str) -> tuple[str, str]:
-        """The backend keys of ``material``'s entry and of ``group``'s generation."""
-        return self._keys.entry(material), self._keys.generation(group)
-
-    def fresh_now(self, keys: tuple[str, str], now: float) -> Entry | None:
-        """The entry of ``keys`` (from :meth:`keys`) if it is fresh at ``now``, read without
-        awaiting; only for the memory backend (see :attr:`reads_now`)."""
-        if self._peek is None:
-            raise RuntimeError("fresh_now needs the memory backend")
-        entry, generation = self._peek(*keys)
-        return _fresh(entry, generation, now, None)
-
-    @property
-    def reads_now(self) -> bool:
-        """Whether the backend is this process's memory, read without awaiting."""
-        return self._peek is not None
+    def _names(self, material: str, group: str) -> tuple[str, str]:
+        """The backend keys of ``material``'s entry and of ``group``'s generation, made once
+        per key (clients ask for the same few over and over)."""
+        names = self._name_memo.get((material, group))
+        if names is None:
+            if len(self._name_memo) >= _MAX_NAMES:
+                self._name_memo.clear()
+            names = (self._keys.entry(material), self._keys.generation(group))
+            self._name_memo[(material, group)] = names
+        return names
 
     async def lookup(self, material: str, group: str) -> Lookup:
         """What is stored for ``material``; a failing backend reads as "nothing stored".
@@ -215,7 +328,7 @@ class ResponseCache:
         is keyed by the group's local generation, so a lookup made after an invalidation by this
         process never joins a read started before it.
         """
-        now = self.lookup_now(material, group)
+        now = self._peek_lookup(material, group)
         if now is not None:
             return now
         entry_key = self._keys.entry(material)

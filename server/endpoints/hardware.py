@@ -2,10 +2,10 @@
 
 Computed from slurmrestd's nodes and partitions, read with the newest API version the upstream
 serves and acting as the caller (like any forwarded read, so Slurm's PrivateData applies), by the
-pure functions of server/hardware/summary.py. They need the scope ``slurmgate:hardware``
-(policies/scopes.toml) and are cached by the cache step like slurmrestd's reads: their policy and
-group (``hardware``) come from policies/cache.toml, which also makes every change of nodes or
-partitions invalidate them. docs/extending.md shows how they were added, step by step.
+pure functions of server/hardware/summary.py. policies/endpoints/hardware.yaml declares them:
+the scope ``slurmgate:hardware``, and their cache policy and group (``hardware``), with which the
+cache step caches them like slurmrestd's reads; policies/cache.toml makes every change of nodes
+or partitions invalidate that group. docs/extending.md shows how they were added, step by step.
 
 Each answer is in slurmrestd's envelope (``meta``, ``errors``, ``warnings``, slurmrestd's warnings
 passed on). ``?partition=NAME`` limits the answer to one partition's nodes. Anything else in the
@@ -22,14 +22,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from slurmgate.server.cache.store import Answer
 from slurmgate.server.errors import BadRequest, NotAcceptable, NotFound, UpstreamUnavailable
 from slurmgate.server.hardware import summary
 from slurmgate.server.hardware.nodes import UnreadableAnswer, read_nodes, read_partitions
 from slurmgate.server.keys import IDENTITY, UPSTREAM_SECONDS, UPSTREAM_STATUS, UPSTREAM_VERSIONS
+from slurmgate.server.pipeline.cache import encode_json, json_answer, read_through
 from slurmgate.server.upstream.acting import send_as
 from slurmgate.server.upstream.transport import UpstreamResponse
 
@@ -177,13 +180,19 @@ def _body(
         "errors": [],
         "warnings": _warnings(nodes_data, partitions_data),
     }
-    return json.dumps(body, indent=2).encode() + b"\n"
+    return encode_json(body)
 
 
-async def _answer(request: web.Request, compute: Compute) -> web.Response:
+async def _answer(request: web.Request, compute: Compute) -> web.StreamResponse:
+    """The checked request's answer, through the cache."""
     _check_accept(request)
     partition = _partition_filter(request)
-    served = request.app[UPSTREAM_VERSIONS]
+    return await read_through(request, partial(_summary, request, partition, compute))
+
+
+async def _summary(request: web.Request, partition: str | None, compute: Compute) -> Answer:
+    """The summary from slurmrestd's nodes and partitions, read as the caller."""
+    served = request.app[UPSTREAM_VERSIONS].served
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
     version = served[-1]  # oldest first: the newest one reads every field the summaries use
@@ -209,19 +218,19 @@ async def _answer(request: web.Request, compute: Compute) -> web.Response:
     request[UPSTREAM_STATUS] = max(answer.status for answer in answers)
     body = await asyncio.to_thread(_body, answers, targets, version, partition, compute)
     log.debug("hardware %s for %s from %s", request.path, user, version)
-    return web.Response(body=body, content_type="application/json", headers={"Server": "slurmgate"})
+    return json_answer(body)
 
 
-async def table(request: web.Request) -> web.Response:
+async def table(request: web.Request) -> web.StreamResponse:
     """Node groups with their CPUs, memory, GPUs, features, counts and partitions."""
     return await _answer(request, lambda s: summary.table(s.nodes, s.partitions))
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request) -> web.StreamResponse:
     """Totals of the cluster: nodes, CPUs, memory, GPUs, what is allocated, nodes by state."""
     return await _answer(request, lambda s: {"stats": summary.stats(s.nodes, s.partitions)})
 
 
-async def avail(request: web.Request) -> web.Response:
+async def avail(request: web.Request) -> web.StreamResponse:
     """What is free now, per node group: available nodes, free CPUs, memory and GPUs."""
     return await _answer(request, lambda s: summary.avail(s.nodes, s.up))

@@ -14,7 +14,7 @@ __all__ = ["versions"]
 
 async def versions(request: web.Request) -> web.Response:
     """Served versions (oldest first), the newest one, and the Slurm release of each spec."""
-    served = request.app[UPSTREAM_VERSIONS]
+    served = request.app[UPSTREAM_VERSIONS].served
     body = {
         "versions": [
             {"version": api.version, "slurm_release": api.slurm_release}

@@ -65,12 +65,12 @@ def _answer(body: bytes) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     """The document of every API version served."""
-    return _answer(_encoded(request.app[UPSTREAM_VERSIONS]))
+    return _answer(_encoded(request.app[UPSTREAM_VERSIONS].served))
 
 
 async def openapi_version(request: web.Request) -> web.Response:
     """The document of one API version served; 404 naming the served ones otherwise."""
-    served = request.app[UPSTREAM_VERSIONS]
+    served = request.app[UPSTREAM_VERSIONS].served
     version = request.match_info["version"]
     if version not in served:
         raise not_served(version, served)

@@ -2,10 +2,10 @@
 
 Computed from ``GET /slurmdb/<newest version>/jobs`` read as the caller (Slurm's PrivateData
 applies as for any forwarded read), one day of the window per upstream call, at most
-``MAX_SLICES_AT_ONCE`` calls at a time, by the pure functions of server/usage/. Needs the scope
-``slurmdb:read`` (policies/scopes.toml); cached by the cache step like slurmrestd's reads, in the
-group ``db-jobs`` (policies/cache.toml), so a job submitted or changed through the gateway makes
-the next report fresh.
+``MAX_SLICES_AT_ONCE`` calls at a time, by the pure functions of server/usage/. Declared in
+policies/endpoints/usage.yaml: the scope ``slurmdb:read``; cached by the cache step like
+slurmrestd's reads, in the group ``db-jobs``, so a job submitted or changed through the gateway
+makes the next report fresh.
 
 A token with account patterns sees only jobs whose own account matches one of them, whatever it
 asks (``group_by=user`` too), and naming any other account is a 403. The cache step keys the
@@ -21,14 +21,17 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from slurmgate.server.cache.store import Answer
 from slurmgate.server.errors import BadRequest, Forbidden, NotAcceptable, UpstreamUnavailable
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.keys import IDENTITY, UPSTREAM_SECONDS, UPSTREAM_STATUS, UPSTREAM_VERSIONS
+from slurmgate.server.pipeline.cache import encode_json, json_answer, read_through
 from slurmgate.server.upstream.acting import send_as
 from slurmgate.server.upstream.transport import UpstreamResponse
 from slurmgate.server.usage.records import Job, UnreadableJobs, read_jobs
@@ -144,17 +147,24 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def usage(request: web.Request) -> web.Response:
-    """TRES usage and job counts per group over the query's window."""
+async def usage(request: web.Request) -> web.StreamResponse:
+    """TRES usage and job counts per group over the query's window (through the cache)."""
     _check_accept(request)
     now = int(time.time())
     try:
         query = read_query(list(request.rel_url.query.items()), now)
     except QueryRefused as error:
         raise BadRequest(f"GET /slurmgate/v1/usage: {error.why}", source=error.where) from None
+    allowed = _restriction(request[IDENTITY], query)
+    return await read_through(request, partial(_report, request, query, allowed, now))
+
+
+async def _report(
+    request: web.Request, query: UsageQuery, allowed: Callable[[str], bool], now: int
+) -> Answer:
+    """The report's answer, from slurmdbd's job records read as the caller."""
     identity = request[IDENTITY]
-    allowed = _restriction(identity, query)
-    served = request.app[UPSTREAM_VERSIONS]
+    served = request.app[UPSTREAM_VERSIONS].served
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
     version = served[-1]  # oldest first; 24.11's v0.0.40/41 refuse epoch times
@@ -221,5 +231,4 @@ async def usage(request: web.Request) -> web.Response:
         "warnings": warnings,
     }
     log.debug("usage %s..%s for %s: %d slices", query.start, query.end, identity.user, len(parts))
-    data = json.dumps(body, indent=2).encode() + b"\n"
-    return web.Response(body=data, content_type="application/json", headers={"Server": "slurmgate"})
+    return json_answer(encode_json(body))

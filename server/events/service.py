@@ -28,7 +28,7 @@ log = logging.getLogger("slurmgate.events")
 
 async def fetch_jobs(app: web.Application, update_time: int) -> bytes:
     """``GET /slurm/<newest>/jobs[?update_time=T]`` as the SlurmUser: the answer's body."""
-    served = app[UPSTREAM_VERSIONS]
+    served = app[UPSTREAM_VERSIONS].served
     if not served:
         raise UpstreamUnavailable("slurmrestd serves no API version slurmgate knows")
     target = f"/slurm/{served[-1]}/jobs"

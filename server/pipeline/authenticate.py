@@ -20,16 +20,16 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.server.errors import Unauthenticated
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog, Refused
 from slurmgate.server.keys import DECISION, IDENTITY, MUNGE, TOKENS
 
-__all__ = ["MAX_HEADER_CHARS", "authenticate"]
+__all__ = ["MAX_HEADER_CHARS", "Step", "authenticate"]
 
 log = logging.getLogger("slurmgate.auth")
 
@@ -42,10 +42,14 @@ _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*", re.ASCII)
 _USER_HEADERS = ("Authorization", "X-SLURM-USER-TOKEN", "X-SLURM-USER-NAME")
 
 
+#: The authentication step: sets ``request[IDENTITY]`` (or nothing) or raises Unauthenticated.
+Step = Callable[[web.Request], Awaitable[None]]
+
+
 def authenticate(
     *, public_prefix: str = "public-", optional_prefix: str = "optional-", log_interval: float = 1.0
-) -> Middleware:
-    """The authentication middleware; sets ``request[IDENTITY]`` or raises Unauthenticated.
+) -> Step:
+    """The authentication step; sets ``request[IDENTITY]`` or raises Unauthenticated.
 
     Routes whose name starts with ``public_prefix`` are served without credentials, those whose
     name starts with ``optional_prefix`` too when the request carries none. The token
@@ -55,11 +59,10 @@ def authenticate(
     """
     refusals = RefusalLog(log, interval=log_interval)
 
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def impl(request: web.Request) -> None:
         match = request.match_info
         if match.http_exception is not None:
-            return await handler(request)
+            return
         route_name = match.route.name
         if route_name is not None and (
             route_name.startswith(public_prefix)
@@ -69,7 +72,7 @@ def authenticate(
             )
         ):
             request[DECISION] = "public"
-            return await handler(request)
+            return
         try:
             identity = await _identify(request)
         except Refused as refusal:
@@ -86,13 +89,12 @@ def authenticate(
             )
             raise Unauthenticated(refusal.description, source="slurmgate authentication") from None
         request[IDENTITY] = identity
-        return await handler(request)
 
     return impl
 
 
 def _single(request: web.Request, header: str) -> str | None:
-    values = request.headers.getall(header, [])
+    values = request.headers.getall(header, ())
     if len(values) > 1:
         raise Refused(f"{header} given more than once", reason=f"{len(values)} {header} headers")
     if values and len(values[0]) > MAX_HEADER_CHARS:
@@ -104,7 +106,9 @@ def _single(request: web.Request, header: str) -> str | None:
 
 
 async def _identify(request: web.Request) -> Identity:
-    authorization, user_token, user_name = (_single(request, h) for h in _USER_HEADERS)
+    authorization = _single(request, "Authorization")
+    user_token = _single(request, "X-SLURM-USER-TOKEN")
+    user_name = _single(request, "X-SLURM-USER-NAME")
     if authorization is not None and user_token is not None:
         raise Refused(
             "give either Authorization or X-SLURM-USER-TOKEN, not both",
@@ -113,7 +117,11 @@ async def _identify(request: web.Request) -> Identity:
     if user_token is not None:
         identity = _bearer(request, user_token)
     elif authorization is not None:
-        identity = await _authorization(request, authorization)
+        parsed = _split(authorization)
+        if parsed is not None and parsed[0] == "bearer":
+            identity = _bearer(request, parsed[2])  # no await for the commonest credentials
+        else:
+            identity = await _authorization(request, authorization)
     else:
         raise Refused(
             "no credentials: send Authorization: Bearer <token> or MUNGE <credential>",

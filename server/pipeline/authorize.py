@@ -16,7 +16,8 @@ Between the two, the group and network requirements of the configuration
 address must be in one of each picking rule's networks and the caller's user in one of its Unix
 groups; groups that cannot be resolved mean no.
 
-The gateway's own endpoints that take credentials (``request[ENDPOINT]``) need their scope only.
+The gateway's own endpoints that take credentials have a routing-table row too (their scope, no
+account locations), and are checked the same way: scope, then requirements.
 The outcome is recorded in ``request[DECISION]`` ("allow" or "deny") for the access log and
 metrics.
 
@@ -33,7 +34,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.policies.accounts import (
     AccountsUnknown,
@@ -52,10 +52,10 @@ from slurmgate.policies.routing import Route
 from slurmgate.server.errors import BadRequest, ClientError, Forbidden
 from slurmgate.server.identity.base import Identity
 from slurmgate.server.identity.refusal import RefusalLog
-from slurmgate.server.keys import DECISION, ENDPOINT, IDENTITY, ROUTE
+from slurmgate.server.keys import DECISION, IDENTITY, ROUTE
 from slurmgate.server.upstream.lookups import AccountLookups
 
-__all__ = ["MAX_LOOKUPS", "authorize", "query_pairs"]
+__all__ = ["MAX_LOOKUPS", "Step", "authorize", "query_pairs"]
 
 log = logging.getLogger("slurmgate.authz")
 
@@ -75,9 +75,11 @@ async def _no_groups(user: str) -> frozenset[str]:
     raise LookupError(f"no way to resolve the groups of {user!r} is configured")
 
 
-def authorize(
-    *, requirements: Sequence[Requirement] = (), groups: Groups = _no_groups
-) -> Middleware:
+#: The authorization step: returns when the request is allowed, raises ClientError otherwise.
+Step = Callable[[web.Request], Awaitable[None]]
+
+
+def authorize(*, requirements: Sequence[Requirement] = (), groups: Groups = _no_groups) -> Step:
     """Refuse (403) what the caller's identity does not allow; pass the rest on.
 
     ``requirements`` are the configuration's group and network rules; ``groups`` resolves a
@@ -85,12 +87,13 @@ def authorize(
     """
     refusals = RefusalLog(log)
 
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def impl(request: web.Request) -> None:
         route = request.get(ROUTE)
         if route is None:
-            return await _own_endpoint(request, handler, refusals)
-        identity = request[IDENTITY]
+            return  # public endpoints and requests that matched nothing: no credentials
+        identity = request.get(IDENTITY)
+        if identity is None:
+            return  # an optional endpoint (GET /health) asked without credentials
         try:
             if route.scope not in identity.scopes:
                 raise Forbidden(
@@ -119,36 +122,8 @@ def authorize(
             request[DECISION] = "deny"
             raise
         request[DECISION] = "allow"
-        return await handler(request)
 
     return impl
-
-
-async def _own_endpoint(
-    request: web.Request, handler: Handler, refusals: RefusalLog
-) -> web.StreamResponse:
-    """The gateway's own endpoints: the scope, for callers that sent credentials."""
-    endpoint = request.get(ENDPOINT)
-    identity = request.get(IDENTITY)
-    if endpoint is None or endpoint.scope is None or identity is None:
-        # Public endpoints, anonymous callers of optional ones, requests that matched nothing.
-        return await handler(request)
-    if endpoint.scope not in identity.scopes:
-        request[DECISION] = "deny"
-        refusals.log(
-            logging.WARNING,
-            f"403 {endpoint.operation_id}",
-            "refused GET %s for %s: no scope %s",
-            request.path,
-            identity.name,
-            endpoint.scope,
-        )
-        raise Forbidden(
-            f"{identity.name} lacks the scope {endpoint.scope} that GET {request.path} needs",
-            source=f"scope:{endpoint.scope}",
-        )
-    request[DECISION] = "allow"
-    return await handler(request)
 
 
 async def _check_requirements(

@@ -1,28 +1,25 @@
-"""The cache step: serve reads from the response cache, refill it once per key, retire it on writes.
+"""The handlers' side of the cache: read through it around a fetch, retire it after writes, and
+turn an answer into a web response, in exactly one place (:func:`respond`).
 
-Between ``authorize`` and ``forward``: only authorized requests see cached answers, and a miss is
-filled by the next step (the upstream call as the requesting user). Reads whose route has a cache
-policy (``slurmgate routes``) go through :class:`~slurmgate.server.cache.ResponseCache`; a
-mutating request invalidates the cache groups its route names once it has been sent, whatever
-the outcome (a timed-out submit may still have created a job). Headers added to cached routes:
-``X-Cache`` (HIT, MISS, STALE, BYPASS), and for stored answers ``Age``, ``Cache-Control:
-max-age``, ``X-Cache-Generated-At`` and ``X-Cache-Upstream-Seconds``. docs/caching.md has the
-details.
+Not a step of the chain (server/pipeline/chain.py): the handlers call it. ``forward`` reads
+through it around the upstream call and invalidates after a write; the gateway's own cached
+endpoints (``/hardware/*``, ``/slurmgate/v1/usage``) read through it around their own fetch.
+Which requests are cached, how the key is made and what the headers mean: docs/caching.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from slurmgate.policies.routing import Namespace, Route
@@ -32,28 +29,28 @@ from slurmgate.server.cache.control import Directives, parse_directives
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.freshness import bounds
 from slurmgate.server.cache.keys import has_update_time, key_material
-from slurmgate.server.cache.settings import FreshnessSettings
-from slurmgate.server.cache.store import Answer, Lookup, ResponseCache
+from slurmgate.server.cache.store import Answer, ResponseCache
 from slurmgate.server.errors import BadRequest, ConfigError, UpstreamError
 from slurmgate.server.identity.base import Identity
-from slurmgate.server.keys import (
-    CACHE,
-    CACHE_REPLAY,
-    CACHE_STATE,
-    IDENTITY,
-    ROUTE,
-    SETTINGS,
-    TARGET,
-)
+from slurmgate.server.keys import CACHE, CACHE_STATE, IDENTITY, ROUTE, SETTINGS, TARGET
 
-__all__ = ["HitReplay", "cache", "cache_ctx"]
+__all__ = [
+    "Fetch",
+    "cache_ctx",
+    "encode_json",
+    "invalidate",
+    "json_answer",
+    "read_through",
+    "respond",
+]
 
 log = logging.getLogger("slurmgate.cache")
 
-#: A request without cache directives: only its hits are replayed.
+#: A request that says nothing of the cache.
 _NONE = Directives()
-#: Headers of the next step's answer that are about this connection, not the content.
-_NOT_STORED = frozenset({"server", "date", "content-length", "transfer-encoding", "connection"})
+
+#: Makes the answer a cached request would get without the cache (the upstream call).
+Fetch = Callable[[], Awaitable[Answer]]
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +71,9 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     # it died.
     up = settings.upstream
     max_wait = up.queue_timeout + up.timeout + settings.cache.lock_lease
-    store = ResponseCache(backend, settings.cache, max_wait=max_wait)
+    store = ResponseCache(
+        backend, settings.cache, max_wait=max_wait, upstream_errors=(UpstreamError,)
+    )
     app[CACHE] = store
     log.info("cache: %s backend", settings.cache.backend)
     try:
@@ -83,134 +82,74 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-def cache() -> Middleware:
-    """The cache step (see the module docstring)."""
+async def read_through(request: web.Request, fetch: Fetch) -> web.StreamResponse:
+    """The answer to ``request``: from the cache when its route is cached, else ``fetch()``'s.
 
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        store = request.app[CACHE]
-        route = request.get(ROUTE)
-        if store is None or route is None:
-            # No cache, or the gateway's own endpoints and requests that matched nothing.
-            return await handler(request)
-        if route.mutating:
-            if not route.invalidates:
-                return await handler(request)
-            try:
-                return await handler(request)
-            finally:
-                await store.invalidate(route.invalidates)
-        policy = bounds(request.app[SETTINGS].cache, route.cache)
-        if policy is None:
-            return await handler(request)
-        response = await _read(request, handler, store, policy)
-        request[CACHE_STATE] = response.headers["X-Cache"]
-        return response
-
-    return impl
-
-
-async def _read(
-    request: web.Request, handler: Handler, store: ResponseCache, policy: FreshnessSettings
-) -> web.StreamResponse:
-    try:
-        directives = parse_directives(_joined(request, "Cache-Control"), _joined(request, "Pragma"))
-    except ValueError as error:
-        raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
+    Sets ``request[CACHE_STATE]`` (as in ``X-Cache``) on cached routes.
+    """
+    app = request.app
+    store = app[CACHE]
+    route = request.get(ROUTE)
+    if store is None or route is None:
+        return respond(await fetch())
+    settings = app[SETTINGS].cache
+    policy = bounds(settings, route.cache)
+    if policy is None:
+        return respond(await fetch())
+    headers = request.headers
+    directives = _NONE
+    if "Cache-Control" in headers or "Pragma" in headers:
+        try:
+            directives = parse_directives(
+                _joined(request, "Cache-Control"), _joined(request, "Pragma")
+            )
+        except ValueError as error:
+            raise BadRequest(f"Cache-Control: {error}", source="Cache-Control") from None
     target = request[TARGET]
-    if directives.no_store or has_update_time(target.partition("?")[2]):
+    if has_update_time(target.partition("?")[2]):
         # update_time answers mean "nothing changed since then" only to that client.
-        store.stats.bypasses += 1
-        response = await handler(request)
-        response.headers["X-Cache"] = "BYPASS"
-        return response
-    settings = request.app[SETTINGS].cache
+        directives = replace(directives, no_store=True)
     identity = request[IDENTITY]
-    user = identity.user
     material = key_material(
         target,
-        request.headers.get("Accept", ""),
-        user if settings.per_user else None,
-        _restriction(request[ROUTE], identity),
+        headers.get("Accept", ""),
+        identity.user if settings.per_user else None,
+        _restriction(route, identity),
     )
-    group = request[ROUTE].cache_group
-    lookup = store.lookup_now(material, group)
-    if lookup is None:
-        lookup = await store.lookup(material, group)
-    private = settings.per_user
-    now = time.time()
-    fresh = None if directives.refresh else lookup.fresh(now, directives.max_age)
-    if fresh is not None:
-        store.stats.hits += 1
-        if directives == _NONE:
-            request[CACHE_REPLAY] = HitReplay(store, material, group, private=private)
-        return _respond(fresh, fresh, "HIT", private=private)
-    request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
     try:
-        filled = await store.fill(
-            lookup,
-            partial(_fetch, request, handler),
+        served = await store.read(
+            material,
+            route.cache_group,
+            fetch,
             bounds=policy,
-            user=user,
-            refresh=directives.refresh,
+            user=identity.user,
+            directives=directives,
         )
-    except UpstreamError as error:
-        stale = _stale(lookup, directives)
-        if stale is None:
+    except BaseException as error:
+        request[CACHE_STATE] = "MISS"  # what a fill that fails leaves in the access log
+        if isinstance(error, UpstreamError):
             error.headers["X-Cache"] = "MISS"  # the 502/504 of a cached route says so too
-            raise
-        store.stats.stale += 1
-        return _respond(stale, stale, "STALE", private=private)
-    if filled.answer.status >= 500:
-        stale = _stale(lookup, directives)
-        if stale is not None:
-            store.stats.stale += 1
-            return _respond(stale, stale, "STALE", private=private)
-    if filled.from_peer:
-        store.stats.hits += 1
-        outcome = "HIT"
-    elif lookup.backend_ok:
-        store.stats.misses += 1
-        outcome = "MISS"
-    else:
-        store.stats.bypasses += 1
-        outcome = "BYPASS"
-    return _respond(filled.answer, filled.entry, outcome, private=private)
+        raise
+    request[CACHE_STATE] = served.outcome
+    return respond(served.answer, served.entry, served.outcome, private=settings.per_user)
 
 
-class HitReplay:
-    """How this step answered a request from the cache, to answer the same request again
-    without the steps before it (server/pipeline/shortcut.py)."""
+async def invalidate(request: web.Request, groups: Sequence[str]) -> None:
+    """Retire the cache groups a write makes stale (sent or not: a timed-out submit may still
+    have created a job)."""
+    store = request.app[CACHE]
+    if store is not None and groups:
+        await store.invalidate(groups)
 
-    __slots__ = ("_keys", "_made", "group", "material", "private", "store")
 
-    def __init__(self, store: ResponseCache, material: str, group: str, *, private: bool) -> None:
-        self.store = store
-        self.material = material
-        self.group = group
-        self.private = private
-        self._keys = store.keys(material, group) if store.reads_now else None
-        #: (id, generated_at) of the last entry answered and its headers but Age: the entries
-        #: of one key differ by their fill, and a fill by its time (the entry is not held, so
-        #: that an evicted body is not kept alive by a remembered request)
-        self._made: tuple[int, float, CIMultiDict[str]] | None = None
+def encode_json(body: Mapping[str, object]) -> bytes:
+    """``body`` as the gateway's own endpoints send JSON: indented as slurmrestd does."""
+    return json.dumps(body, indent=2).encode() + b"\n"
 
-    async def fresh(self) -> Entry | None:
-        """The stored entry if it is fresh now, read as :func:`_read` reads it."""
-        if self._keys is not None:
-            return self.store.fresh_now(self._keys, time.time())
-        lookup = await self.store.lookup(self.material, self.group)
-        return lookup.fresh(time.time())
 
-    def respond(self, entry: Entry) -> web.StreamResponse:
-        """The answer of a hit on ``entry`` (from :meth:`fresh`), counted as one."""
-        self.store.stats.hits += 1
-        self.store.stats.shortcuts += 1
-        made = self._made
-        if made is None or made[0] != id(entry) or made[1] != entry.generated_at:
-            made = (id(entry), entry.generated_at, _headers(entry, entry, "HIT", self.private))
-            self._made = made
-        return _respond(entry, entry, "HIT", private=self.private, headers=made[2])
+def json_answer(data: bytes) -> Answer:
+    """A 200 answer the gateway makes itself, of JSON bytes (from :func:`encode_json`)."""
+    return Answer(200, "OK", (("Content-Type", "application/json"),), data)
 
 
 def _restriction(route: Route, identity: Identity) -> str:
@@ -231,27 +170,6 @@ def _joined(request: web.Request, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
-async def _fetch(request: web.Request, handler: Handler) -> Answer:
-    """The next step's answer for ``request`` as an :class:`Answer`."""
-    response = await handler(request)
-    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
-        raise TypeError(f"the cache needs a web.Response with bytes, got {type(response)}")
-    headers = tuple(
-        (name, value) for name, value in response.headers.items() if name.lower() not in _NOT_STORED
-    )
-    return Answer(response.status, response.reason, headers, response.body)
-
-
-def _stale(lookup: Lookup, directives: Directives) -> Entry | None:
-    """The stored entry if the client accepts it in place of a failed upstream call."""
-    entry = lookup.entry
-    if entry is None or directives.stale_if_error is None:
-        return None
-    if time.time() - entry.stale_at > directives.stale_if_error:
-        return None
-    return entry
-
-
 @functools.lru_cache(maxsize=1024)
 def _timestamp(seconds: float) -> str:
     """RFC 3339 UTC with milliseconds; formatted once per stored answer, not per hit."""
@@ -260,12 +178,14 @@ def _timestamp(seconds: float) -> str:
 
 
 def _headers(
-    answer: Answer | Entry, entry: Entry | None, outcome: str, private: bool
+    answer: Answer | Entry, entry: Entry | None, outcome: str | None, private: bool
 ) -> CIMultiDict[str]:
     """The answer's headers, all but ``Age`` (the one that changes from second to second)."""
     headers = CIMultiDict(answer.headers)
+    # Without this aiohttp announces its own and Python's versions.
     headers["Server"] = "slurmgate"
-    headers["X-Cache"] = outcome
+    if outcome is not None:
+        headers["X-Cache"] = outcome
     if entry is not None:
         max_age = f"max-age={int(entry.lifetime)}"
         headers["Cache-Control"] = f"private, {max_age}" if private else max_age
@@ -274,27 +194,40 @@ def _headers(
     return headers
 
 
-def _respond(
+def respond(
     answer: Answer | Entry,
-    entry: Entry | None,
-    outcome: str,
+    entry: Entry | None = None,
+    outcome: str | None = None,
     *,
-    private: bool,
-    headers: CIMultiDict[str] | None = None,
+    private: bool = False,
 ) -> web.StreamResponse:
-    """The answer to send; ``headers``: made by :func:`_headers` for these arguments already
-    (copied, never changed: the response gets a copy of its own)."""
-    if headers is None:
-        headers = _headers(answer, entry, outcome, private)
+    """The web response for ``answer``: the only place an answer becomes one.
+
+    ``entry``: the stored entry it is (adds the cache headers and ``Age``; its headers are made
+    once per entry and outcome); ``outcome``: the ``X-Cache`` value (None: an uncached route).
+    Status, headers and bytes are the answer's, hop-by-hop headers having been left out when it
+    was made (server/pipeline/upstream.py).
+    """
+    if entry is None:
+        return web.Response(
+            status=answer.status,
+            reason=answer.reason or None,
+            body=answer.body,
+            headers=_headers(answer, None, outcome, private),
+        )
+    key = (outcome or "", private)
+    made = entry.headers_made.get(key)
+    if made is None:
+        made = entry.headers_made[key] = _headers(answer, entry, outcome, private)
+    # Each response copies ``made`` into headers of its own, so the made ones never change.
     response: web.StreamResponse
-    if entry is not None and entry.file is not None:
-        response = _FileAnswer(entry.file, entry.status, entry.reason, headers)
+    if entry.file is not None:
+        response = _FileAnswer(entry.file, entry.status, entry.reason, made)
     else:
         response = web.Response(
-            status=answer.status, reason=answer.reason or None, body=answer.body, headers=headers
+            status=entry.status, reason=entry.reason or None, body=entry.body, headers=made
         )
-    if entry is not None:
-        response.headers["Age"] = str(int(entry.age(time.time())))
+    response.headers["Age"] = str(int(entry.age(time.time())))
     return response
 
 

@@ -1,7 +1,6 @@
 """Request pipeline: rate limits (server/limits.py), answered with 429 and ``Retry-After``.
 
-Two checks, each a plain function with a thin middleware around it, so that they can be composed
-wherever the pipeline calls its steps:
+Two checks, each a plain function that the chain (server/pipeline/chain.py) calls:
 
 - :func:`check_caller`, right after authentication: every request of a token counts against the
   token's bucket, every request of a MUNGE user against that user's, whatever happens next:
@@ -9,7 +8,7 @@ wherever the pipeline calls its steps:
   the limit is on what a client asks, not on what slurmctld sees, which upstream.max_concurrency
   bounds). Requests served without credentials (``/health``, ``/openapi/v3``...) count against
   their source address's anonymous bucket.
-- :func:`check_refusal`, around authentication: a request refused for its credentials (401)
+- :func:`check_refusal`, when authentication refuses: a request refused for its credentials (401)
   counts against its source address's anonymous bucket too; once that is empty the answer is
   429 instead of 401, so that a client looping on a bad token is told to back off. Requests with
   valid credentials never touch the address's bucket: users behind one NAT do not share a limit
@@ -24,13 +23,12 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.server.errors import TooManyRequests, Unauthenticated
 from slurmgate.server.keys import DECISION, IDENTITY, RATE_LIMITS
 from slurmgate.server.limits import Rate
 
-__all__ = ["check_caller", "check_refusal", "limit_callers", "limit_refusals"]
+__all__ = ["check_caller", "check_refusal"]
 
 
 def _refuse(request: web.Request, who: str, wait: float, limit: Rate) -> TooManyRequests:
@@ -71,28 +69,3 @@ def check_refusal(request: web.Request, refusal: Unauthenticated) -> None:
             retry_after=wait,
             source="slurmgate rate limit",
         ) from None
-
-
-def limit_callers() -> Middleware:
-    """The middleware of :func:`check_caller`; goes right after ``authenticate``."""
-
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        check_caller(request)
-        return await handler(request)
-
-    return impl
-
-
-def limit_refusals() -> Middleware:
-    """The middleware of :func:`check_refusal`; goes right before ``authenticate``."""
-
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Unauthenticated as refusal:
-            check_refusal(request, refusal)
-            raise
-
-    return impl

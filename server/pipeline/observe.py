@@ -1,7 +1,8 @@
 """The outermost step: a request id, the request metrics and one access-log line per answer.
 
-It sits outside ``error_middleware``, so it sees every answer as the client gets it, the
-gateway's own errors in slurmrestd's envelope included, and adds ``X-Request-ID`` to all of them.
+The chain (server/pipeline/chain.py) calls :meth:`Observer.begin` before every other step and
+:meth:`Observer.end` with the answer as the client gets it, the gateway's own errors in
+slurmrestd's envelope included; ``X-Request-ID`` is added to all of them.
 What happened inside comes from the request keys the other steps set (``DECISION``,
 ``CACHE_STATE``, ``UPSTREAM_STATUS``, ``UPSTREAM_SECONDS``, ``IDENTITY``, ``ROUTE``,
 ``ENDPOINT``): this module imports no other step.
@@ -16,7 +17,6 @@ their id and path template.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import re
@@ -25,7 +25,6 @@ import time
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from slurmgate.server.keys import (
     CACHE_STATE,
@@ -39,7 +38,7 @@ from slurmgate.server.keys import (
     UPSTREAM_STATUS,
 )
 
-__all__ = ["CLIENT_CLOSED", "MAX_PATH_CHARS", "REQUEST_ID_HEADER", "observe"]
+__all__ = ["CLIENT_CLOSED", "MAX_PATH_CHARS", "REQUEST_ID_HEADER", "Observer"]
 
 log = logging.getLogger("slurmgate.access")
 
@@ -51,47 +50,42 @@ MAX_PATH_CHARS = 128
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def observe() -> Middleware:
-    """The observe step (see the module docstring)."""
-    # Generated ids: a random prefix per app (so replicas and restarts do not collide) and a
-    # counter; ids are labels, not secrets, and reading the OS random source per request cost
-    # 3% of an uncached request.
-    prefix = secrets.token_hex(4)
-    numbers = itertools.count(1)
+class Observer:
+    """The observe step (see the module docstring): :meth:`begin` and :meth:`end` each request."""
 
-    @web.middleware
-    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        arrived = time.time()
+    __slots__ = ("_numbers", "_prefix")
+
+    def __init__(self) -> None:
+        # Generated ids: a random prefix per app (so replicas and restarts do not collide) and a
+        # counter; ids are labels, not secrets, and reading the OS random source per request
+        # cost 3% of an uncached request.
+        self._prefix = secrets.token_hex(4)
+        self._numbers = itertools.count(1)
+
+    def begin(self, request: web.Request) -> str:
+        """Give ``request`` its id (``request[REQUEST_ID]``), and return it."""
         request_id = request.headers.get(REQUEST_ID_HEADER)
         if request_id is not None:
             given = request.headers.getall(REQUEST_ID_HEADER)
             if len(given) != 1 or not _SAFE_ID.fullmatch(request_id):
                 request_id = None
         if request_id is None:
-            request_id = f"{prefix}-{next(numbers):x}"
+            request_id = f"{self._prefix}-{next(self._numbers):x}"
         request[REQUEST_ID] = request_id
-        response: web.StreamResponse | None = None
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            if not response.prepared:
-                response.headers[REQUEST_ID_HEADER] = request_id
-            return response
-        except web.HTTPException as error:
-            # Only those below 400 get past error_middleware (none today; a redirect one day).
-            status = error.status
-            error.headers[REQUEST_ID_HEADER] = request_id
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            _record(request, request_id, status, seconds, arrived=arrived, response=response)
+        return request_id
 
-    return impl
+    def end(
+        self,
+        request: web.Request,
+        request_id: str,
+        status: int,
+        seconds: float,
+        *,
+        response: web.StreamResponse | None,
+    ) -> None:
+        """Count and log the answer (``status``: as sent, or :data:`CLIENT_CLOSED`) of a request
+        that took ``seconds``."""
+        _record(request, request_id, status, seconds, response=response)
 
 
 def _record(
@@ -100,7 +94,6 @@ def _record(
     status: int,
     seconds: float,
     *,
-    arrived: float,
     response: web.StreamResponse | None,
 ) -> None:
     route = request.get(ROUTE)
@@ -127,6 +120,7 @@ def _record(
         )
     if not log.isEnabledFor(logging.INFO):
         return
+    arrived = time.time() - seconds  # read only for the log line
     identity = request.get(IDENTITY)
     upstream_seconds = request.get(UPSTREAM_SECONDS)
     fields: dict[str, object] = {

@@ -7,12 +7,16 @@ since slurmrestd would take them as credentials. The answer's status, body bytes
 ``Content-Type`` are returned exactly as slurmrestd sent them, errors inside 200 bodies included.
 The call's status and duration are recorded in ``request[UPSTREAM_STATUS]`` and
 ``request[UPSTREAM_SECONDS]`` for the access log.
+
+Reads go through the cache around the upstream call (server/pipeline/cache.py); a write is sent,
+then retires the cache groups its route names, whatever the outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from aiohttp import web
 
@@ -23,10 +27,11 @@ from slurmgate.server.keys import (
     UPSTREAM_SECONDS,
     UPSTREAM_STATUS,
 )
+from slurmgate.server.pipeline.cache import invalidate, read_through, respond
 from slurmgate.server.upstream.acting import send_as
 from slurmgate.server.upstream.transport import UpstreamResponse
 
-__all__ = ["FORWARDED_HEADERS", "forward", "to_web_response"]
+__all__ = ["FORWARDED_HEADERS", "forward", "passed_on"]
 
 log = logging.getLogger("slurmgate.upstream")
 
@@ -51,7 +56,19 @@ _HOP_BY_HOP = frozenset(
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    """Send the matched operation upstream as the authenticated user; return its answer."""
+    """The handler of every slurmrestd operation: its answer, through the cache for reads."""
+    route = request[ROUTE]
+    fetch = partial(_call, request)
+    if not route.mutating:
+        return await read_through(request, fetch)
+    try:
+        return respond(await fetch())
+    finally:
+        await invalidate(request, route.invalidates)
+
+
+async def _call(request: web.Request) -> UpstreamResponse:
+    """Send the matched operation upstream as the authenticated user; its answer, passed on."""
     identity = request[IDENTITY]
     route = request[ROUTE]
     body = await request.read()
@@ -72,15 +89,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
         request[UPSTREAM_SECONDS] = time.perf_counter() - started
     request[UPSTREAM_STATUS] = answer.status
     log.debug("%s %s as %s -> %d", route.method, request[TARGET], identity.user, answer.status)
-    return to_web_response(answer)
+    return passed_on(answer)
 
 
-def to_web_response(answer: UpstreamResponse) -> web.Response:
-    """slurmrestd's answer as an aiohttp response: same status, headers and bytes."""
-    response = web.Response(status=answer.status, reason=answer.reason or None, body=answer.body)
-    for name, value in answer.headers:
-        if name.lower() not in _HOP_BY_HOP:
-            response.headers.add(name, value)
-    # Without this aiohttp announces its own and Python's versions.
-    response.headers["Server"] = "slurmgate"
-    return response
+def passed_on(answer: UpstreamResponse) -> UpstreamResponse:
+    """slurmrestd's answer as the gateway passes it on (and stores it): same status and bytes,
+    its headers less those about the connection."""
+    headers = tuple(
+        (name, value) for name, value in answer.headers if name.lower() not in _HOP_BY_HOP
+    )
+    return UpstreamResponse(answer.status, answer.reason, headers, answer.body)

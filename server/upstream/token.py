@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import SlurmUserTokenSettings
 from slurmgate.server.errors import UpstreamUnavailable
 from slurmgate.server.keys import SETTINGS, SLURM_USER_TOKEN
@@ -34,6 +35,8 @@ log = logging.getLogger("slurmgate.upstream")
 
 #: A token this close to its ``exp`` (seconds) counts as expired: it could expire on the way.
 EXPIRY_MARGIN = 2.0
+#: the single-flight key of renewals: there is one token, so one renewal at a time
+_RENEWAL = "renewal"
 
 
 class SlurmUserToken:
@@ -62,9 +65,10 @@ class SlurmUserToken:
         self._clock = clock
         #: the token handed out; only a successful renewal (_fetch) replaces it
         self._current: Token | None = None
-        #: the renewal under way; renew() sets it when None or done, only its own done callback
-        #: clears it
-        self._flight: asyncio.Task[Token] | None = None
+        #: the renewal under way, under the one key _RENEWAL (stop() cancels it)
+        self._renewals: SingleFlight[str, Token] = SingleFlight(
+            name="slurmgate SlurmUser token renewal"
+        )
         #: when the background task renews next (epoch seconds); every renewal attempt sets it
         self._due = 0.0
         #: set with _due, so that the background task recomputes its wait
@@ -135,13 +139,8 @@ class SlurmUserToken:
 
     async def renew(self) -> Token:
         """Get a new token now, or join the renewal under way; :class:`TokenError` on failure."""
-        flight = self._flight
-        # A finished flight whose done callback has not run yet is no flight to join.
-        if flight is None or flight.done():
-            flight = asyncio.create_task(self._fetch(), name="slurmgate SlurmUser token renewal")
-            self._flight = flight
-            flight.add_done_callback(self._landed)
-        return await asyncio.shield(flight)
+        token, _ = await self._renewals.do(_RENEWAL, self._fetch)
+        return token
 
     def start(self) -> None:
         """Start the background renewal task."""
@@ -150,22 +149,16 @@ class SlurmUserToken:
 
     async def stop(self) -> None:
         """Stop the background task and any renewal under way."""
-        tasks = [task for task in (self._runner, self._flight) if task is not None]
-        self._runner = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, TokenError):
-                await task
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+        await self._renewals.cancel()
+        if runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
     def _usable(self, token: Token) -> bool:
         return self._clock() < token.expires_at - EXPIRY_MARGIN
-
-    def _landed(self, task: asyncio.Task[Token]) -> None:
-        if self._flight is task:
-            self._flight = None
-        if not task.cancelled():
-            task.exception()  # retrieved: every waiter may have been cancelled meanwhile
 
     async def _fetch(self) -> Token:
         try:

@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp import web
 from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from slurmgate.generated import ROUTES, VERSIONS
-from slurmgate.policies.routing import CachePolicy
-from slurmgate.policies.rules import load_scope_rules
+from slurmgate.generated.endpoints import ENDPOINTS
+from slurmgate.policies.routing import Access, CachePolicy
 from slurmgate.server.app import build_app
 from slurmgate.server.config import parse_settings
 from slurmgate.server.endpoints.openapi import document, merged
@@ -38,7 +39,7 @@ def test_merged_document_of_all_versions_validates() -> None:
     assert errors(doc) == []
     for version in ALL:
         assert f"/slurm/{version}/jobs/" in doc["paths"]
-        assert f"/openapi/v3/{version}" in doc["paths"]
+    assert "/openapi/v3/{version}" in doc["paths"]  # the same own endpoints in every version
 
 
 @pytest.mark.parametrize("version", ALL)
@@ -81,7 +82,7 @@ def test_security_is_the_gateways(version: str) -> None:
     assert schemes["munge"]["scheme"] == "MUNGE"
     assert {} not in doc["security"]  # no anonymous alternative: every operation needs a token
     assert {"bearerAuth": []} in doc["security"]
-    for own in ("/meta/versions", "/openapi/v3", f"/openapi/v3/{version}"):
+    for own in ("/meta/versions", "/openapi/v3", "/openapi/v3/{version}"):
         assert doc["paths"][own]["get"]["security"] == []
 
 
@@ -99,12 +100,12 @@ def test_document_keeps_slurmrestds_operations_and_schemas(version: str) -> None
 @pytest.mark.parametrize("version", ALL)
 def test_health_and_metrics_say_the_scopes_the_server_enforces(version: str) -> None:
     doc = document(version)
-    rules = load_scope_rules()
-    for path in ("/health", "/metrics"):
+    rows = {row.path: row for row in ENDPOINTS}
+    for path, scope in (("/health", "slurmgate:health"), ("/metrics", "slurmgate:metrics")):
         operation = doc["paths"][path]["get"]
-        (rule,) = rules.matching("slurmgate", (path.strip("/"),), "GET")
-        assert operation["x-scopes"] == [rule.scope], path
-        assert f"needs the scope `{rule.scope}`" in operation["description"], path
+        assert rows[path].scope == scope, path
+        assert operation["x-scopes"] == [scope], path
+        assert f"needs the scope `{scope}`" in operation["description"], path
         assert {"401", "403"} <= set(operation["responses"]), path
     # /health may be asked without credentials, /metrics may not
     assert doc["paths"]["/health"]["get"]["security"][0] == {}
@@ -112,10 +113,7 @@ def test_health_and_metrics_say_the_scopes_the_server_enforces(version: str) -> 
     assert set(doc["paths"]["/health"]["get"]["responses"]) == {"200", "401", "403", "503"}
 
 
-@pytest.mark.parametrize("version", ALL)
-def test_own_endpoints_say_the_scope_and_cache_policy_the_server_takes_from_policies(
-    version: str,
-) -> None:
+def _app() -> web.Application:
     settings = parse_settings(
         {
             "upstream": {"url": "http://127.0.0.1:6820"},
@@ -124,25 +122,58 @@ def test_own_endpoints_say_the_scope_and_cache_policy_the_server_takes_from_poli
         },
         origin="test",
     )
-    endpoints = own_endpoints(build_app(settings))
-    assert {"/hardware/table", "/hardware/stats", "/hardware/avail", "/slurmgate/v1/usage"} <= set(
-        endpoints
-    )
+    return build_app(settings)
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_the_documents_own_paths_are_the_generated_endpoints(version: str) -> None:
     doc = document(version)
-    for path, endpoint in endpoints.items():
-        if "{" in path:
-            continue  # /openapi/v3/{version}: one literal path per version, checked above
-        operation = doc["paths"][path]["get"]
-        assert operation["operationId"] == endpoint.operation_id, path
-        if endpoint.scope is None:
+    own = {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        if not path.startswith(("/slurm/", "/slurmdb/", "/util/"))
+        for method in item
+    }
+    assert own == {(row.method, row.path) for row in ENDPOINTS}
+    assert own >= {("GET", "/hardware/table"), ("GET", "/slurmgate/v1/usage")}
+
+
+@pytest.mark.parametrize("version", ALL)
+def test_own_endpoints_say_the_access_scope_and_cache_policy_the_server_enforces(
+    version: str,
+) -> None:
+    endpoints = own_endpoints(_app())
+    assert set(endpoints) == {row.path for row in ENDPOINTS}
+    doc = document(version)
+    for row in ENDPOINTS:
+        path, endpoint = row.path, endpoints[row.path]
+        operation = doc["paths"][path][row.method.lower()]
+        assert operation["operationId"] == endpoint.operation_id == row.operation_id, path
+        assert operation["tags"] == ["slurmgate"], path
+        assert endpoint.scope == row.scope, path
+        if row.access is Access.PUBLIC:
+            assert endpoint.scope is None, path
             assert operation["security"] == [], path
+            assert "x-scopes" not in operation, path
         else:
             assert operation["x-scopes"] == [endpoint.scope], path
+            assert f"needs the scope `{endpoint.scope}`" in operation["description"], path
+            assert {"401", "403"} <= set(operation["responses"]), path
+            if row.access is Access.OPTIONAL:
+                assert operation["security"][0] == {}, path
+            else:
+                assert "security" not in operation, path
         route = endpoint.route
         cache = operation.get("x-slurmgate-cache", {"policy": "none"})
         if route is None:
+            assert row.cache is CachePolicy.NONE, path
             assert cache == {"policy": "none"}, path
         else:
+            assert row.access is Access.TOKEN, path
+            assert (route.cache, route.cache_group) == (row.cache, row.cache_group), path
             assert cache == {"policy": str(route.cache), "group": route.cache_group}, path
             assert route.cache is not CachePolicy.NONE
             assert "X-Cache" in operation["responses"]["200"]["headers"], path
+            assert {"$ref": "#/components/parameters/slurmgate_cache_control"} in operation[
+                "parameters"
+            ], path

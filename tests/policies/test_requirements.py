@@ -22,6 +22,7 @@ from slurmgate.policies.requirements import (
     user_groups,
 )
 from slurmgate.policies.routing import Route
+from slurmgate.server.cache.flight import SingleFlight
 
 WAIT = 10  # seconds: a bound on waiting for threads, never a sleep
 
@@ -196,7 +197,7 @@ class Clock:
 async def test_the_cache_keeps_groups_for_its_time_only() -> None:
     resolver = Resolver(frozenset({"hpcadmin"}), frozenset({"users"}))
     clock = Clock()
-    cache = GroupCache(resolver, ttl=60, clock=clock)
+    cache = GroupCache(resolver, ttl=60, flight=SingleFlight(), clock=clock)
     assert await cache.groups("dora") == {"hpcadmin"}
     clock.now += 59
     assert await cache.groups("dora") == {"hpcadmin"}
@@ -208,7 +209,7 @@ async def test_the_cache_keeps_groups_for_its_time_only() -> None:
 
 async def test_failures_are_not_kept() -> None:
     resolver = Resolver(LookupError("no user"), OSError("unreadable"), frozenset({"g"}))
-    cache = GroupCache(resolver, ttl=60, clock=Clock())
+    cache = GroupCache(resolver, ttl=60, flight=SingleFlight(), clock=Clock())
     with pytest.raises(LookupError):
         await cache.groups("dora")
     with pytest.raises(OSError, match="unreadable"):
@@ -219,7 +220,7 @@ async def test_failures_are_not_kept() -> None:
 
 async def test_ttl_zero_resolves_every_time() -> None:
     resolver = Resolver(frozenset({"a"}), frozenset({"b"}))
-    cache = GroupCache(resolver, ttl=0)
+    cache = GroupCache(resolver, ttl=0, flight=SingleFlight())
     assert await cache.groups("dora") == {"a"}
     assert await cache.groups("dora") == {"b"}
 
@@ -227,7 +228,7 @@ async def test_ttl_zero_resolves_every_time() -> None:
 async def test_concurrent_callers_share_one_resolution() -> None:
     resolver = Resolver(frozenset({"hpcadmin"}))
     resolver.gate.clear()
-    cache = GroupCache(resolver, ttl=60, clock=Clock())
+    cache = GroupCache(resolver, ttl=60, flight=SingleFlight(), clock=Clock())
     first = asyncio.ensure_future(cache.groups("dora"))
     assert await asyncio.to_thread(resolver.entered.wait, WAIT)
     others = [asyncio.ensure_future(cache.groups("dora")) for _ in range(5)]
@@ -238,3 +239,37 @@ async def test_concurrent_callers_share_one_resolution() -> None:
     assert [await task for task in others[1:]] == [{"hpcadmin"}] * 4
     assert others[0].cancelled()
     assert resolver.calls == 1
+
+
+async def test_the_first_caller_giving_up_does_not_cancel_the_resolution() -> None:
+    resolver = Resolver(frozenset({"hpcadmin"}))
+    resolver.gate.clear()
+    clock = Clock()
+    cache = GroupCache(resolver, ttl=60, flight=SingleFlight(), clock=clock)
+    leader = asyncio.ensure_future(cache.groups("dora"))
+    assert await asyncio.to_thread(resolver.entered.wait, WAIT)
+    follower = asyncio.ensure_future(cache.groups("dora"))
+    await asyncio.sleep(0)  # one turn: the follower has joined the resolution under way
+    leader.cancel()
+    resolver.gate.set()
+    assert await follower == {"hpcadmin"}
+    assert leader.cancelled()
+    # the resolution the leader started was kept for its time
+    assert await cache.groups("dora") == {"hpcadmin"}
+    assert resolver.calls == 1
+
+
+async def test_a_failure_reaches_every_waiter_and_is_not_kept() -> None:
+    resolver = Resolver(LookupError("no user"), frozenset({"g"}))
+    resolver.gate.clear()
+    cache = GroupCache(resolver, ttl=60, flight=SingleFlight(), clock=Clock())
+    first = asyncio.ensure_future(cache.groups("dora"))
+    assert await asyncio.to_thread(resolver.entered.wait, WAIT)
+    second = asyncio.ensure_future(cache.groups("dora"))
+    await asyncio.sleep(0)  # one turn: the second caller has joined
+    resolver.gate.set()
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert [type(result) for result in results] == [LookupError, LookupError]
+    assert resolver.calls == 1
+    assert await cache.groups("dora") == {"g"}
+    assert resolver.calls == 2

@@ -20,14 +20,17 @@ def test_shipped_policy_files_load() -> None:
     scopes = load_scope_rules()
     assert "slurm:jobs:manage" in scopes.scopes
     assert {rule.scope for rule in scopes.rules} <= set(scopes.scopes)
-    cache = load_cache_rules()
+    # "hardware" is the group of the gateway's own /hardware/... (policies/endpoints/hardware.yaml)
+    cache = load_cache_rules(own_groups=frozenset({"hardware"}))
     assert cache.default is CachePolicy.NONE
     assert cache.groups == {
         "job", "jobs", "nodes", "licenses", "partitions", "reservations", "shares", "slurm-conf",
         "db-jobs", "associations", "users", "wckeys", "instances", "accounts", "clusters", "qos",
         "tres", "db-config",
-        "hardware",  # the gateway's own /hardware/... endpoints
     }  # fmt: skip
+    assert "hardware" in {group for rule in cache.invalidations for group in rule.groups}
+    with pytest.raises(PolicyError, match="group 'hardware' is not the 'group' of any"):
+        load_cache_rules()
     assert all(rule.group for rule in cache.rules if rule.policy is not CachePolicy.NONE)
     assert all(not rule.group for rule in cache.rules if rule.policy is CachePolicy.NONE)
     accounts = load_account_rules()
@@ -315,7 +318,8 @@ def test_invalidate_problems_name_the_table(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_cache_rules(path)
     assert caught.value.problems == (
-        "cache.toml: [[invalidate]] #1: group 'job' is not the 'group' of any [[rule]]",
+        "cache.toml: [[invalidate]] #1: group 'job' is not the 'group' of any [[rule]] or own "
+        "endpoint",
         "cache.toml: [[invalidate]] #2: 'groups' must be a list of cache group names",
         "cache.toml: [[invalidate]] #3: 'groups' item is 'Jobs!', expected a cache group name "
         "like 'jobs' ([a-z][a-z0-9-]*)",

@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +69,21 @@ class FakeSlurmrestd:
     #: requests to ``held`` paths being answered now, and the most at once
     in_flight: int = 0
     peak: int = 0
+    #: how many of the next GET /openapi/v3 (the version discovery) answer 503
+    openapi_refusals: int = 0
+    #: GET /openapi/v3 requests received
+    openapi_calls: int = 0
+    #: when set, a GET /openapi/v3 that is not refused waits for it before answering
+    openapi_gate: asyncio.Event | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/openapi/v3":
+            self.openapi_calls += 1
+            if self.openapi_refusals:
+                self.openapi_refusals -= 1
+                return web.Response(status=503, text="starting")
+            if self.openapi_gate is not None:
+                await self.openapi_gate.wait()
             return web.json_response({"paths": {f"/slurm/{V}/ping/": {}}})
         self.calls[request.path] += 1
         self.headers.append(dict(request.headers))
@@ -106,9 +118,14 @@ class Gateway:
 
 @asynccontextmanager
 async def start(
-    tmp_path: Path, *, upstream_url: str | None = None, **sections: Mapping[str, object]
+    tmp_path: Path,
+    *,
+    upstream_url: str | None = None,
+    before: Callable[[web.Application, FakeSlurmrestd], None] | None = None,
+    **sections: Mapping[str, object],
 ) -> AsyncIterator[Gateway]:
-    """The gateway in front of a fresh FakeSlurmrestd (or of ``upstream_url``).
+    """The gateway in front of a fresh FakeSlurmrestd (or of ``upstream_url``); ``before`` is
+    called with the app and the fake before either starts answering.
 
     Tokens: alice (slurm:read, slurm:jobs:manage), ops (slurmgate:metrics, slurmgate:health),
     bob (slurm:read only).
@@ -136,7 +153,10 @@ async def start(
         for name, values in sections.items():
             data[name] = {**data.get(name, {}), **values}
         settings = parse_settings(data, origin="test")
-        client: TestClient[Any, Any] = TestClient(TestServer(build_app(settings), host="127.0.0.1"))
+        app = build_app(settings)
+        if before is not None:
+            before(app, upstream)
+        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         try:
             yield Gateway(client, upstream, tokens)

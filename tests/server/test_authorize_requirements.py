@@ -82,7 +82,13 @@ class Gateway:
         assert self.fake.seen[-1] == f"GET {path.replace('/latest/', f'/{V}/')} {user}"
 
 
-async def start(tmp_path: Path, **authorization: object) -> AsyncIterator[Gateway]:
+async def start(
+    tmp_path: Path,
+    *,
+    cache: dict[str, object] | None = None,
+    rules: list[dict[str, object]] | None = None,
+    **authorization: object,
+) -> AsyncIterator[Gateway]:
     fake = FakeSlurmrestd()
     upstream_app = web.Application()
     upstream_app.router.add_route("*", "/{tail:.*}", fake.handle)
@@ -91,7 +97,7 @@ async def start(tmp_path: Path, **authorization: object) -> AsyncIterator[Gatewa
     try:
         tokens_file = tmp_path / "tokens.toml"
         tokens = {
-            user: create_token(tokens_file, user, scopes=SCOPES)
+            user: create_token(tokens_file, user, scopes=(*SCOPES, "slurmgate:metrics"))
             for user in ("alice", "dora", "zed")  # zed: in no user database
         }
         (tmp_path / "passwd").write_text(USERS)
@@ -105,14 +111,14 @@ async def start(tmp_path: Path, **authorization: object) -> AsyncIterator[Gatewa
                 "slurm_user_token": {"jwt_key": str(key)},
                 "auth": {"tokens_file": str(tokens_file)},
                 "authorization": {
-                    "require": RULES,
+                    "require": RULES if rules is None else rules,
                     "passwd_file": str(tmp_path / "passwd"),
                     "group_file": str(group_file),
                     **authorization,
                 },
                 # Each allowed request must reach the fake as its own user; a cache hit would
                 # answer zed with alice's answer (tests/server/pipeline/test_cache.py covers that).
-                "cache": {"backend": "off"},
+                "cache": {"backend": "off"} if cache is None else cache,
             },
             origin="test",
         )
@@ -194,3 +200,64 @@ async def test_group_changes_apply_after_the_cache_time(gw: Gateway, uncached: G
     await uncached.allowed(CONFIG, "dora")
     uncached.group_file.write_text(GROUPS.replace("hpcadmin:x:3000:dora", "hpcadmin:x:3000:"))
     assert (await uncached.refused(CONFIG, "dora"))["source"] == "group:hpcadmin"
+
+
+async def test_a_cached_answer_is_refused_at_once_to_a_user_who_left_the_group(
+    tmp_path: Path,
+) -> None:
+    """With ``group_cache_seconds = 0`` and the response cache on, the second of two identical
+    requests is refused as soon as the user left the required group, though a fresh answer is
+    stored for it: the cache sits behind authorization, on the one request path."""
+    rule: dict[str, object] = {"operations": ["slurm_v0045_get_jobs"], "groups": ["hpcadmin"]}
+    async for gw in start(
+        tmp_path,
+        # fresh for the whole test, however slow the machine
+        cache={"backend": "memory", "short": {"min": 60.0, "max": 60.0}},
+        rules=[rule],
+        group_cache_seconds=0,
+    ):
+        url = gw.client.make_url(JOBS)
+        headers = {"Authorization": f"Bearer {gw.tokens['dora']}"}
+        async with aiohttp.ClientSession() as session:
+
+            async def get(
+                url: object = url, headers: dict[str, str] = headers
+            ) -> tuple[int, str | None]:
+                async with session.get(str(url), headers=headers) as response:
+                    await response.read()
+                    return response.status, response.headers.get("X-Cache")
+
+            assert await get() == (200, "MISS")
+            assert await get() == (200, "HIT")
+            forwarded = list(gw.fake.seen)
+            gw.group_file.write_text(GROUPS.replace("hpcadmin:x:3000:dora", "hpcadmin:x:3000:"))
+            assert await get() == (403, None)
+            gw.group_file.write_text(GROUPS)
+            assert await get() == (200, "HIT")  # the stored answer was kept, and is fresh
+            assert gw.fake.seen == forwarded  # one upstream call in all
+
+
+async def test_the_gateways_own_endpoints_meet_the_requirements_that_pick_them(
+    tmp_path: Path,
+) -> None:
+    """A rule picking an own endpoint's scope (or its operation id) applies to it as to
+    slurmrestd's operations: the same authorize step, the same routing-table row."""
+    rules: list[dict[str, object]] = [
+        {"scopes": ["slurmgate:metrics"], "groups": ["hpcadmin"]},
+        {"operations": ["slurmgate_get_metrics"], "networks": ["127.0.0.1/32"]},
+    ]
+    async for gw in start(tmp_path, rules=rules):
+        for user, local, expected in (
+            ("alice", "127.0.0.1", 403),  # not in hpcadmin
+            ("dora", "127.0.0.2", 403),  # in hpcadmin, from outside the network
+            ("dora", "127.0.0.1", 200),
+        ):
+            connector = aiohttp.TCPConnector(local_addr=(local, 0))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                headers = {"Authorization": f"Bearer {gw.tokens[user]}"}
+                async with session.get(gw.client.make_url("/metrics"), headers=headers) as answer:
+                    text = await answer.text()
+                    assert answer.status == expected, (user, local, text)
+            if expected == 403:
+                (error,) = json.loads(text)["errors"]
+                assert error["source"] in {"group:hpcadmin", "network"}

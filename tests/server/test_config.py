@@ -469,3 +469,23 @@ def test_an_empty_path(tmp_path: Path) -> None:
 def test_an_url_without_host_or_with_a_bad_port(tmp_path: Path, url: str) -> None:
     text = VALID.replace('"http://127.0.0.1:6820"', f'"{url}"')
     assert "upstream.url" in problems(tmp_path / "slurmgate.toml", text)[0]
+
+
+def test_a_removed_key_is_ignored_with_a_warning_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An old configuration still starts: ``cache.shortcut_seconds`` (the hit shortcut, removed)
+    is dropped with one warning; a key that never existed is still an error."""
+    path = tmp_path / "old.toml"
+    path.write_text(VALID + "[cache]\nshortcut_seconds = 1.0\nper_user = true\n")
+    with caplog.at_level("WARNING", logger="slurmgate.config"):
+        settings = load_settings(path)
+    assert settings.cache.per_user is True  # the rest of the table is read as always
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{path}: cache.shortcut_seconds is ignored: ")
+    path.write_text(VALID + "[cache]\nshortcut_second = 1.0\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    assert refused.value.problems == [
+        f"{path}: cache.shortcut_second: Extra inputs are not permitted"
+    ]

@@ -332,3 +332,23 @@ async def test_openapi_documents_are_served_without_credentials(
     error = await envelope(await gateway.get("/openapi/v3/v0.0.40"), 404)
     assert "v0.0.44, v0.0.45" in error["description"]
     assert fake.seen == []  # answered by the gateway itself
+
+
+async def test_head_of_an_own_endpoint_needs_its_scope_like_get(
+    gateway: TestClient[Any, Any], upstream: tuple[FakeSlurmrestd, TestServer], token: str
+) -> None:
+    fake, _ = upstream
+    # alice's token has no slurmgate:* scope
+    for method in ("HEAD", "GET"):
+        for path, scope in (
+            ("/metrics", "slurmgate:metrics"),
+            ("/hardware/table", "slurmgate:hardware"),
+        ):
+            response = await gateway.request(method, path, headers=auth(token))
+            assert response.status == 403, (method, path)
+            if method == "GET":
+                assert (await envelope(response, 403))["source"] == f"scope:{scope}"
+        assert (await gateway.request(method, "/metrics")).status == 401
+        assert (await gateway.request(method, "/health")).status in {200, 503}
+    # /health's checks ping slurmctld and slurmdbd; no hardware was computed
+    assert {request.path.rsplit("/", 2)[1] for request in fake.seen} <= {"ping"}

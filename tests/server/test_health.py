@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from slurmgate.server.health import judge_pings
+from slurmgate.server.health import HealthMonitor, judge_pings
 from slurmgate.server.keys import HEALTH
 from tests.server.fake_gateway import Gateway, V, free_port, ping_body, start
 
@@ -211,3 +211,45 @@ async def test_a_client_that_goes_away_does_not_cancel_the_run(tmp_path: Path) -
         gw.upstream.release.set()
         assert (await stays).status == "ok"
         assert gw.upstream.calls[PING] == 1
+
+
+async def test_a_run_that_fails_is_not_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start(tmp_path, health={"max_age": 300}) as gw:
+        monitor = gw.client.app[HEALTH]
+        real = HealthMonitor._token
+        failures = iter([RuntimeError("a bug in a check")])
+
+        def token_once(self: HealthMonitor) -> dict[str, Any]:
+            for error in failures:
+                raise error
+            return real(self)
+
+        monkeypatch.setattr(HealthMonitor, "_token", token_once)
+        gw.upstream.held.add(PING)
+        first = asyncio.create_task(monitor.report())
+        await gw.upstream.arrived.wait()
+        second = asyncio.create_task(monitor.report())
+        await asyncio.sleep(0)  # one turn: the second caller joins the run under way
+        gw.upstream.release.set()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert [type(result) for result in results] == [RuntimeError, RuntimeError]
+        assert gw.upstream.calls[PING] == 1
+        assert (await monitor.report()).status == "ok"  # a new run, not the failure again
+        assert gw.upstream.calls[PING] == 2
+
+
+async def test_close_cancels_the_run_under_way(tmp_path: Path) -> None:
+    async with start(tmp_path, health={"max_age": 300}) as gw:
+        monitor = gw.client.app[HEALTH]
+        gw.upstream.held.add(PING)
+        waiting = asyncio.create_task(monitor.report())
+        await gw.upstream.arrived.wait()
+        async with asyncio.timeout(5):
+            await monitor.close()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gw.upstream.release.set()
+        assert (await monitor.report()).status == "ok"  # the cancelled run was not kept
+        assert gw.upstream.calls[PING] == 2

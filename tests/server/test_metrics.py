@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from slurmgate.server.collectors import CacheCollector, TokenCollector
 from slurmgate.server.keys import CACHE, METRICS
 from slurmgate.server.metrics import RequestCollector, RequestTally
-from slurmgate.server.routing import add_endpoint
 from tests.server.fake_gateway import Gateway, V, free_port, start
 
 NODES = f"/slurm/{V}/nodes/"
@@ -164,17 +162,6 @@ def test_the_collectors_export_nothing_before_the_app_has_started() -> None:
     assert list(TokenCollector(lambda: None).collect()) == []
     names = {metric.name for metric in CacheCollector(lambda: None, "memory").describe()}
     assert "slurmgate_cache_requests" in names
-
-
-def test_an_own_endpoint_needs_exactly_one_scope_rule() -> None:
-    app = web.Application()
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response()
-
-    add_endpoint(app, "/metrics", handler, operation_id="m", access="token")
-    with pytest.raises(ValueError, match="gives GET /nothing 0 scopes"):
-        add_endpoint(app, "/nothing", handler, operation_id="n", access="token")
 
 
 def test_request_durations_fall_in_prometheus_le_buckets() -> None:

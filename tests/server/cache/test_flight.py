@@ -83,3 +83,61 @@ async def test_cancelled_waiter_does_not_cancel_the_work() -> None:
     assert await second == (1, False)
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_a_call_in_the_moment_after_a_failure_starts_anew() -> None:
+    # Between the task's end and its done-callback the key is still there: a call in that
+    # moment must not be handed the failure that just happened.
+    flight: SingleFlight[str, int] = SingleFlight()
+    finished = asyncio.Event()
+
+    async def failing() -> int:
+        finished.set()  # wakes the test before the task ends, so it runs before the callback
+        raise ConnectionError("upstream down")
+
+    async def working() -> int:
+        return 7
+
+    leader = asyncio.create_task(flight.do("k", failing))
+    await finished.wait()  # the task has ended by now; its done-callback is still queued
+    assert not flight.running("k")
+    assert await flight.do("k", working) == (7, True)
+    with pytest.raises(ConnectionError):
+        await leader
+    assert len(flight) == 0  # the old task's callback did not remove the new entry early
+
+
+async def test_cancel_ends_the_work_under_way_and_its_waiters() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    started = asyncio.Event()
+    never = asyncio.Event()
+    cancelled = False
+
+    async def hanging() -> int:
+        nonlocal cancelled
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        return 1
+
+    waiter = asyncio.create_task(flight.do("k", hanging))
+    await started.wait()
+    await flight.cancel()
+    assert cancelled
+    assert not flight.running("k")
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await flight.cancel()  # nothing under way: returns at once
+
+
+async def test_tasks_carry_the_flight_name() -> None:
+    flight: SingleFlight[str, str | None] = SingleFlight(name="slurmgate test flight")
+
+    async def own_name() -> str | None:
+        task = asyncio.current_task()
+        return None if task is None else task.get_name()
+
+    assert await flight.do("k", own_name) == ("slurmgate test flight", True)

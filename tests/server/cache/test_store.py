@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from slurmgate.server.cache.backends import MemoryBackend
+from slurmgate.server.cache.control import Directives
 from slurmgate.server.cache.entry import Entry
 from slurmgate.server.cache.settings import CacheSettings, FreshnessSettings
 from slurmgate.server.cache.store import Answer, Filled, ResponseCache, cacheable
@@ -297,19 +298,124 @@ async def test_memory_entries_expire_after_their_ttl() -> None:
     assert backend.total_bytes == 0  # dropped when found expired
 
 
-async def test_a_memory_lookup_needs_no_await_and_sees_invalidations() -> None:
+async def test_a_memory_lookup_sees_invalidations() -> None:
     cache = make_cache()
     upstream = Upstream()
     await request(cache, upstream)
-    found = cache.lookup_now("/p", "jobs")
-    assert found is not None
+    found = await cache.lookup("/p", "jobs")
     assert found.fresh(time.time()) is not None
     await cache.invalidate(["jobs"])
-    found = cache.lookup_now("/p", "jobs")
-    assert found is not None
+    found = await cache.lookup("/p", "jobs")
     assert found.entry is not None
     assert found.fresh(time.time()) is None
 
 
-def test_a_backend_that_plays_redis_is_never_peeked() -> None:
-    assert make_cache(FlakyBackend()).lookup_now("/p", "jobs") is None
+# --- read: the one read path ---------------------------------------------------------------
+
+BOUNDS = FreshnessSettings(min=30, max=60, buffer=1)
+
+
+class UpstreamDown(Exception):
+    """What the test's fetch raises for a failed upstream call."""
+
+
+def reading_cache(backend: MemoryBackend | None = None) -> ResponseCache:
+    return ResponseCache(
+        backend or MemoryBackend(1 << 20),
+        CacheSettings(),
+        max_wait=5.0,
+        upstream_errors=(UpstreamDown,),
+    )
+
+
+async def test_read_misses_once_then_hits_the_same_entry() -> None:
+    cache = reading_cache()
+    upstream = Upstream()
+    first = await cache.read("/p", "jobs", upstream.fetch_as("alice"), bounds=BOUNDS, user="alice")
+    second = await cache.read("/p", "jobs", upstream.fetch_as("bob"), bounds=BOUNDS, user="bob")
+    assert (first.outcome, second.outcome) == ("MISS", "HIT")
+    assert first.entry is not None
+    assert second.entry is not None
+    assert second.answer is second.entry
+    assert bytes(second.entry.body) == OK.body
+    assert upstream.calls == 1
+    assert (cache.stats.misses, cache.stats.hits) == (1, 1)
+
+
+async def test_read_refresh_max_age_and_no_store() -> None:
+    cache = reading_cache()
+    upstream = Upstream()
+    fetch = upstream.fetch_as("alice")
+    await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice")
+    refreshed = await cache.read(
+        "/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=Directives(refresh=True)
+    )
+    assert refreshed.outcome == "MISS"
+    assert upstream.calls == 2
+    young = await cache.read(
+        "/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=Directives(max_age=30)
+    )
+    assert young.outcome == "HIT"
+    bypassed = await cache.read(
+        "/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=Directives(no_store=True)
+    )
+    assert (bypassed.outcome, bypassed.entry) == ("BYPASS", None)
+    assert upstream.calls == 3
+    assert cache.stats.bypasses == 1
+
+
+async def test_read_answers_stale_if_error_only_when_the_client_accepts_it() -> None:
+    cache = reading_cache()
+    upstream = Upstream()
+    fetch = upstream.fetch_as("alice")
+    await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice")
+    await cache.invalidate(["jobs"])  # the entry is kept, but no longer fresh
+    upstream.failure = UpstreamDown("refused")
+    with pytest.raises(UpstreamDown):
+        await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice")
+    stale = await cache.read(
+        "/p",
+        "jobs",
+        fetch,
+        bounds=BOUNDS,
+        user="alice",
+        directives=Directives(stale_if_error=float("inf")),
+    )
+    assert stale.outcome == "STALE"
+    assert stale.entry is not None
+    assert bytes(stale.entry.body) == OK.body
+    # A failure of another kind (a bug) is never hidden behind a stale answer.
+    upstream.failure = RuntimeError("bug")
+    with pytest.raises(RuntimeError):
+        await cache.read(
+            "/p",
+            "jobs",
+            fetch,
+            bounds=BOUNDS,
+            user="alice",
+            directives=Directives(stale_if_error=float("inf")),
+        )
+    # A 5xx answer is replaced by the stale entry too, and not stored.
+    upstream.failure = None
+    upstream.answer = Answer(502, "Bad Gateway", JSON, b'{"errors": [{"error": "down"}]}')
+    replaced = await cache.read(
+        "/p",
+        "jobs",
+        fetch,
+        bounds=BOUNDS,
+        user="alice",
+        directives=Directives(stale_if_error=float("inf")),
+    )
+    assert replaced.outcome == "STALE"
+    assert cache.stats.stale == 2
+
+
+async def test_read_with_a_failing_backend_is_a_bypass_that_still_answers() -> None:
+    backend = FlakyBackend()
+    backend.mode = "fail"
+    cache = reading_cache(backend)
+    upstream = Upstream()
+    served = await cache.read("/p", "jobs", upstream.fetch_as("alice"), bounds=BOUNDS, user="alice")
+    assert served.outcome == "BYPASS"
+    assert served.answer.body == OK.body
+    assert upstream.calls == 1

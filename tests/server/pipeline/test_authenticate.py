@@ -1,4 +1,4 @@
-"""The authenticate middleware in a tiny app: every header case, statuses, logs; MUNGE via HTTP."""
+"""The authenticate step in a tiny app: every header case, statuses, logs; MUNGE via HTTP."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse, TCPConnector, web
 from aiohttp.test_utils import TestClient
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
@@ -23,7 +23,7 @@ from slurmgate.server.identity.munge import MungeVerifier
 from slurmgate.server.identity.secret import mint
 from slurmgate.server.identity.tokens import TokenStore
 from slurmgate.server.keys import IDENTITY, MUNGE, TOKENS
-from slurmgate.server.pipeline.authenticate import MAX_HEADER_CHARS, authenticate
+from slurmgate.server.pipeline.authenticate import MAX_HEADER_CHARS, Step, authenticate
 from tests.lab.env import Lab, LabSuite
 from tests.server.identity.factory import make_entry, write_tokens
 
@@ -31,13 +31,19 @@ Client = TestClient[web.Request, web.Application]
 NOW = datetime.now(UTC)
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """What the gateway's error middleware does with our exceptions (kept tiny here)."""
-    try:
-        return await handler(request)
-    except SlurmgateError as error:
-        return to_response(error)
+def step_then_handler(step: Step) -> Middleware:
+    """The step, then the handler, with our exceptions answered as the chain answers them (kept
+    tiny here: the chain itself is tested in tests/server/pipeline/test_chain.py)."""
+
+    @web.middleware
+    async def impl(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            await step(request)
+            return await handler(request)
+        except SlurmgateError as error:
+            return to_response(error)
+
+    return impl
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -71,7 +77,7 @@ class Tokens:
 
 
 def build(tokens: TokenStore | None, munge: MungeVerifier | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors, authenticate()])
+    app = web.Application(middlewares=[step_then_handler(authenticate())])
     app.router.add_get("/private", whoami, name="private")
     app.router.add_get("/unnamed", whoami)
     app.router.add_get("/health", public, name="public-health")

@@ -371,7 +371,7 @@ async def test_large_answers_are_sent_from_memory_files_unchanged(tmp_path: Path
         first = await gw.get(JOBS)
         store = gw.client.app[CACHE]
         assert store is not None
-        lookup = store.lookup_now(key_material(JOBS, "*/*", None), "jobs")
+        lookup = await store.lookup(key_material(JOBS, "*/*", None), "jobs")
         hits = await asyncio.gather(*(gw.get(JOBS) for _ in range(20)))
         assert first.headers["X-Cache"] == "MISS"
         assert await first.read() == body

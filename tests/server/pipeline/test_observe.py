@@ -17,7 +17,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from slurmgate.server.keys import METRICS, SLURM_USER_TOKEN
 from slurmgate.server.logs import JsonFormatter
-from slurmgate.server.pipeline.observe import observe
+from slurmgate.server.pipeline.chain import Steps, pipeline
+from slurmgate.server.pipeline.observe import Observer
 from tests.server.fake_gateway import Gateway, V, free_port, start
 
 NODES = f"/slurm/{V}/nodes/"
@@ -301,9 +302,21 @@ async def test_a_client_that_goes_away_is_logged_as_499(caplog: pytest.LogCaptur
     async def gone(request: web.Request) -> web.StreamResponse:
         raise asyncio.CancelledError
 
+    async def nothing(request: web.Request) -> None:
+        return None
+
+    steps = Steps(
+        observe=Observer(),
+        route=lambda request: None,
+        authenticate=nothing,
+        refused=lambda request, refusal: None,
+        limit=lambda request: None,
+        authorize=nothing,
+        supported=lambda request: (),
+    )
     request = make_mocked_request("GET", "/slow", app=web.Application())
     with pytest.raises(asyncio.CancelledError):
-        await observe()(request, gone)
+        await pipeline(steps)(request, gone)
     (record,) = caplog.records
     assert record.access["status"] == 499  # type: ignore[attr-defined]
 

@@ -237,3 +237,32 @@ async def test_stop_cancels_a_renewal_under_way() -> None:
         await token.stop()
     source.gate.set()
     assert await token.get() == "token-2"  # the cancelled renewal was not kept
+
+
+async def test_a_failed_renewal_reaches_every_waiter_and_is_not_kept() -> None:
+    clock = Clock()
+    source = ScriptedSource(clock)
+    source.gate = asyncio.Event()
+    source.failures_left = 1
+    token = manager(source, clock)
+    waiters = [asyncio.create_task(token.renew()) for _ in range(3)]
+    await source.started.wait()  # every waiter has joined the one renewal
+    source.gate.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert [type(result) for result in results] == [TokenError] * 3
+    assert (source.calls, token.failures) == (1, 1)
+    assert await token.get() == "token-2"  # the next call renews again
+    assert token.failures == 0
+
+
+async def test_stop_ends_the_waiters_of_a_renewal_under_way() -> None:
+    source = ScriptedSource()
+    source.gate = asyncio.Event()  # never set while stopping: the renewal hangs
+    token = manager(source)
+    waiter = asyncio.create_task(token.renew())
+    await source.started.wait()
+    async with asyncio.timeout(5):
+        await token.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert token.failures == 0  # a cancelled renewal is no failure
