@@ -42,11 +42,21 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	@touch $@
 
+# The folders and the packages they map to, as slurmgate.NAME=FOLDER words: pyproject's
+# [tool.setuptools.package-dir] is the one list (read by tests/layout.py, standard library only).
+PACKAGE_DIRS = $(shell $(PYTHON) -m tests.layout)
+PACKAGES = $(foreach p,$(PACKAGE_DIRS),$(firstword $(subst =, ,$(p))))
+
 # mypy cannot follow setuptools' editable import hook, so it reads a link tree with the import
-# layout instead: build/typing/slurmgate/<folder> -> <folder>.
-$(BUILD)/typing/.stamp:
-	@mkdir -p $(BUILD)/typing/slurmgate
-	@for d in codegen generated policies server; do ln -sfn ../../../$$d $(BUILD)/typing/slurmgate/$$d; done
+# layout instead: build/typing/slurmgate/<name> -> <folder>. Rebuilt whenever pyproject.toml
+# changes, so a folder added there (or removed) is seen by mypy.
+$(BUILD)/typing/.stamp: pyproject.toml tests/layout.py
+	@rm -rf $(BUILD)/typing
+	@set -- $(PACKAGE_DIRS); [ $$# -gt 0 ] || { echo "no package-dir in pyproject.toml" >&2; exit 1; }; \
+	for pair; do \
+	  link=$(BUILD)/typing/$$(echo "$${pair%%=*}" | tr . /); \
+	  mkdir -p "$$(dirname "$$link")"; ln -sfnr "$${pair#*=}" "$$link"; \
+	done
 	@touch $@
 
 .PHONY: venv
@@ -104,12 +114,18 @@ publish: venv  ## upload dist/'s client packages with twine (TWINE_REPOSITORY_UR
 lint: venv  ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p slurmgate.codegen -p slurmgate.policies -p slurmgate.server -p slurmgate.generated
+	$(VENV)/bin/mypy $(addprefix -p ,$(PACKAGES))
 	$(VENV)/bin/mypy tests
 
 .PHONY: test
 test: venv lab lint check-generated  ## everything CI runs: lab, lint, generated check, pytest
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Only the virtualenv: no root, no apt packages beyond what the machine has, no lab. redis-server
+# is used when installed (tests/redis_server.py fails the test, loudly, when it is not).
+.PHONY: unit
+unit: venv  ## the tests that need no lab and no root (pytest -m "not lab"), in under 3 minutes
+	$(VENV)/bin/pytest -m "not lab" $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv lab  ## benchmarks (~15 min, not in make test): tests/bench/results/<date>.md and README's table

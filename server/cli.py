@@ -1,5 +1,6 @@
 """The ``slurmgate`` command: one subcommand per job, each a function taking parsed arguments.
 
+``slurmgate --version`` prints ``slurmgate X.Y.Z``, the installed distribution's version.
 ``slurmgate routes [--version v0.0.XX] [--json]`` prints the routing table compiled into
 ``slurmgate.generated`` (not the specs): scope, cache policy and group (or, for a mutation, the
 cache groups it invalidates) and account locations per operation.
@@ -9,17 +10,20 @@ Later subcommands (``serve``, ``token``) register themselves in :func:`build_par
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import Route
 from slurmgate.server import serve, token_cli
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "version"]
 
 Command = Callable[[argparse.Namespace, TextIO], int]
 
@@ -29,11 +33,28 @@ _COLUMNS = ("METHOD", "PATH", "SCOPE", "MUTATING", "CACHE", "OPERATION", "ACCOUN
 _CACHE_WIDTH = 42
 
 
+def version() -> str:
+    """slurmgate's version: the installed distribution's, else the source tree's pyproject.toml
+    (a checkout used without installing it), else ``unknown``."""
+    try:
+        return importlib.metadata.version("slurmgate")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        found = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError):
+        return "unknown"
+    return str(found)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand stores its function as ``command``."""
     parser = argparse.ArgumentParser(
         prog="slurmgate", description="Gateway in front of slurmrestd."
     )
+    # Top level only: `slurmgate routes --version v0.0.XX` is the routes parser's own option.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
     routes = commands.add_parser(
         "routes",

@@ -17,7 +17,7 @@ from slurmgate.codegen.render.clients import (
     import_name,
     missing_operations,
 )
-from tests.codegen.package_index import fresh_venv, run
+from tests.codegen.package_index import fresh_venv, pip, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,7 @@ def test_six_wheels_install_together_in_one_fresh_virtualenv(
         with zipfile.ZipFile(wheel) as archive:
             assert any(name.endswith("/py.typed") for name in archive.namelist()), wheel.name
     python = fresh_venv(tmp_path / "venv")
-    run(python, "-m", "pip", "install", "--quiet", *wheels)
+    pip(python, "install", "--quiet", *wheels)
     packages = [package.package for package in built_clients.packages]
     script = (
         "import importlib, importlib.metadata, json\n"

@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestServer
 
 from slurmgate.codegen.packages import ClientsOutcome
 from slurmgate.server.app import build_app
-from tests.codegen.package_index import PackageIndex, fresh_venv, run
+from tests.codegen.package_index import PackageIndex, fresh_venv, pip
 from tests.lab.env import Lab, suite_versions
 from tests.server.gateway import create_token, gateway_settings
 
@@ -170,9 +170,8 @@ def client_python(
     python = fresh_venv(directory / "venv")
     report = directory / "install.json"
     wanted = [f"slurmgate-client-{NEWEST[suite].replace('.', '')}" for suite in sorted(NEWEST)]
-    run(
-        python, "-m", "pip", "install", "--quiet", "--index-url", server.simple,
-        "--report", report, *wanted,
+    pip(
+        python, "install", "--quiet", "--index-url", server.simple, "--report", report, *wanted,
     )  # fmt: skip
     installed = json.loads(report.read_text(encoding="utf-8"))["install"]
     sources = {

@@ -8,36 +8,23 @@ from pathlib import Path
 import pytest
 
 from slurmgate.codegen.__main__ import main
-from slurmgate.codegen.pipeline import regen
 from slurmgate.policies.rules import POLICY_DIR
+from tests.codegen.conftest import TwoRegens
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-# v0.0.41 takes the most fixes (everything inline), v0.0.44 is pinned by the golden file.
-VERSIONS = ("v0.0.41", "v0.0.44")
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A specs/ directory with a MANIFEST of two of the real specs."""
-    directory = tmp_path_factory.mktemp("specs")
-    lines = (ROOT / "specs" / "MANIFEST").read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.split(" ", 1)[0] in VERSIONS]
-    (directory / "MANIFEST").write_text("\n".join(kept) + "\n", encoding="utf-8")
-    for version in VERSIONS:
-        shutil.copy(ROOT / "specs" / f"{version}.json", directory)
-    return directory
+def specs(two_regens: TwoRegens) -> Path:
+    """A specs/ directory with a MANIFEST of two of the real specs (tests/codegen/conftest.py)."""
+    return two_regens.specs
 
 
 @pytest.fixture(scope="module")
-def outputs(specs: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two independent regens into two different directories."""
-    first = tmp_path_factory.mktemp("first") / "generated"
-    second = tmp_path_factory.mktemp("second") / "out"
-    for target in (first, second):
-        outcome = regen(specs, target, POLICY_DIR, check=False)
-        assert outcome.problems == ()
-    return first, second
+def outputs(two_regens: TwoRegens) -> tuple[Path, Path]:
+    """Two independent regens of ``specs`` into two different directories."""
+    return two_regens.first, two_regens.second
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -1,13 +1,24 @@
-"""``slurmgate routes``: the table as JSON lines and as aligned text, and its errors."""
+"""``slurmgate routes``: the table as JSON lines and as aligned text, and its errors;
+``slurmgate --version``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from slurmgate.generated import ROUTES, VERSIONS
+from slurmgate.server import cli
 from slurmgate.server.cli import main
+from tests.layout import REPO
+
+#: The console script pip installed beside this interpreter.
+SCRIPT = Path(sys.executable).with_name("slurmgate")
 
 
 def test_routes_json_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,3 +74,57 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert caught.value.code == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+def test_version_prints_the_distribution_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"slurmgate {importlib.metadata.version('slurmgate')}\n"
+
+
+def test_version_through_the_console_script() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    done = subprocess.run(
+        [SCRIPT, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"slurmgate {pyproject['project']['version']}\n",
+        "",
+    )
+
+
+def test_routes_version_is_still_the_api_version() -> None:
+    """The top-level flag and the routes option of the same name do not meet."""
+    done = subprocess.run(
+        [SCRIPT, "routes", "--version", "v0.0.44", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert {json.loads(line)["version"] for line in done.stdout.splitlines()} == {"v0.0.44"}
+
+
+def test_routes_version_needs_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["routes", "--version"])
+    assert caught.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--version: expected one argument" in captured.err
+
+
+def test_version_of_an_uninstalled_tree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No distribution installed: the checkout's pyproject.toml, and ``unknown`` without one."""
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert cli.version() == pyproject["project"]["version"]
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "server" / "cli.py"))
+    assert cli.version() == "unknown"
