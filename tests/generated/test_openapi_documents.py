@@ -165,7 +165,7 @@ def test_own_endpoints_say_the_access_scope_and_cache_policy_the_server_enforces
                 assert "security" not in operation, path
         route = endpoint.route
         cache = operation.get("x-slurmgate-cache", {"policy": "none"})
-        if route is None:
+        if route is None or route.cache is CachePolicy.NONE:
             assert row.cache is CachePolicy.NONE, path
             assert cache == {"policy": "none"}, path
         else:
