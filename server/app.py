@@ -10,7 +10,7 @@ Long-lived resources, started in this order and stopped in reverse: the tokens f
 watcher), the MUNGE verifier, the upstream transport, the SlurmUser token (and its renewal), the
 response cache (and its Redis connections), the discovery of the API versions the upstream
 serves, the health checks, the job events' poller (server/events/service.py), and the SIGHUP
-reloader (server/reload.py). On shutdown, the job event streams are ended first (a final
+reloader (server/ops/reload.py). On shutdown, the job event streams are ended first (a final
 ``end`` event), so that aiohttp does not wait for them. Made here, holding no
 resource: the Prometheus registry (``app[METRICS]``, whose collectors read the cache, the token,
 the gate and the limits when scraped), the rate limits (``app[RATE_LIMITS]``), the cap on
@@ -34,7 +34,6 @@ from slurmgate.server.cache.flight import SingleFlight
 from slurmgate.server.config import Settings
 from slurmgate.server.endpoints import bind
 from slurmgate.server.events.service import events_ctx, events_shutdown
-from slurmgate.server.health import health_ctx
 from slurmgate.server.identity.munge import munge_ctx
 from slurmgate.server.identity.tokens import tokens_ctx
 from slurmgate.server.keys import (
@@ -49,16 +48,17 @@ from slurmgate.server.keys import (
     UPSTREAM_GATE,
     UPSTREAM_VERSIONS,
 )
-from slurmgate.server.metrics import Metrics
+from slurmgate.server.ops.health import health_ctx
+from slurmgate.server.ops.metrics import Metrics
+from slurmgate.server.ops.reload import make_gate, make_limits, reload_ctx
 from slurmgate.server.pipeline.authenticate import authenticate
 from slurmgate.server.pipeline.authorize import authorize
 from slurmgate.server.pipeline.cache import cache_ctx
 from slurmgate.server.pipeline.chain import Steps, pipeline
 from slurmgate.server.pipeline.limit import check_caller, check_refusal
 from slurmgate.server.pipeline.observe import Observer
+from slurmgate.server.pipeline.route import add_api_routes, add_endpoint, route
 from slurmgate.server.pipeline.upstream import forward
-from slurmgate.server.reload import make_gate, make_limits, reload_ctx
-from slurmgate.server.routing import add_api_routes, add_endpoint, route
 from slurmgate.server.upstream import (
     UpstreamVersions,
     slurm_user_token_ctx,

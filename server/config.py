@@ -69,7 +69,7 @@ def _check_url(value: str) -> str:
 
 
 class TlsSettings(Section):
-    """HTTPS served by the gateway itself, for sites without a front proxy (server/tls.py)."""
+    """HTTPS served by the gateway itself, for sites without a front proxy (server/cli/tls.py)."""
 
     #: PEM certificate chain, the server's certificate first; None = plain HTTP
     certificate: ConfigPath | None = None
@@ -314,7 +314,7 @@ class AuthorizationSettings(Section):
 
 
 class LimitsSettings(Section):
-    """Limits on what clients may send, and how often (server/limits.py)."""
+    """Limits on what clients may send, and how often (server/ops/limits.py)."""
 
     #: largest request body accepted, in bytes; larger gets 413
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)

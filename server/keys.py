@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.config import Settings
     from slurmgate.server.events.hub import JobEvents
-    from slurmgate.server.health import HealthMonitor
     from slurmgate.server.identity.base import Identity
     from slurmgate.server.identity.munge import MungeVerifier
     from slurmgate.server.identity.tokens import TokenStore
-    from slurmgate.server.limits import RateLimits
-    from slurmgate.server.metrics import Metrics
-    from slurmgate.server.reload import Reloader
-    from slurmgate.server.routing import Endpoint
+    from slurmgate.server.ops.health import HealthMonitor
+    from slurmgate.server.ops.limits import RateLimits
+    from slurmgate.server.ops.metrics import Metrics
+    from slurmgate.server.ops.reload import Reloader
+    from slurmgate.server.pipeline.route import Endpoint
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
     from slurmgate.server.upstream.transport import Transport

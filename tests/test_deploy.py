@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from slurmgate.generated import ROUTES
-from slurmgate.server.cli import build_parser
+from slurmgate.server.cli.commands import build_parser
 from slurmgate.server.config import load_settings
 from tests.lab.env import REPO, Lab
 from tests.processes import stop_process, wait_ready

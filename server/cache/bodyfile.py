@@ -27,7 +27,7 @@ log = logging.getLogger("slurmgate.cache")
 #: Default of ``cache.memory_file_min_bytes``: below it a plain write costs less than sendfile's
 #: extra steps (measured: 100 KB answers 20-35% faster as bytes, 200 KB ones 25% faster from a
 #: memory file, 1 MB ones 40%); with the default 256 MiB budget it bounds the descriptors held
-#: to 1,024, which ``slurmgate serve`` makes room for (server/serve.py).
+#: to 1,024, which ``slurmgate serve`` makes room for (server/cli/serve.py).
 MIN_BYTES = 256 << 10
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE

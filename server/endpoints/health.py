@@ -1,4 +1,4 @@
-"""``GET /health``: 200 when every check is ok, 503 otherwise (server/health.py has the checks).
+"""``GET /health``: 200 when every check is ok, 503 otherwise (server/ops/health.py has the checks).
 
 Anyone may ask, without credentials (load balancers, probes), and gets only the overall status:
 ``{"status": "ok"}``, ``"degraded"`` or ``"failing"``. A caller whose token carries

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the Prometheus metrics of server/metrics.py; needs ``slurmgate:metrics``.
+"""``GET /metrics``: the Prometheus metrics of server/ops/metrics.py; needs ``slurmgate:metrics``.
 
 The text format Prometheus asks for, or OpenMetrics when its ``Accept`` header says so.
 """

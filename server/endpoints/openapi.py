@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from slurmgate.server.keys import UPSTREAM_VERSIONS
-from slurmgate.server.routing import not_served
+from slurmgate.server.pipeline.route import not_served
 
 __all__ = ["document", "merged", "openapi", "openapi_version"]
 

@@ -24,6 +24,6 @@ class Identity:
     scopes: frozenset[str]
     accounts: tuple[re.Pattern[str], ...] = ()
     #: the caller's own rate limit (requests per second, inf: none) and burst; None: the
-    #: configured default (server/limits.py)
+    #: configured default (server/ops/limits.py)
     rate: float | None = None
     burst: int | None = None

@@ -264,7 +264,7 @@ async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     scopes = await asyncio.to_thread(lambda: frozenset(load_scope_rules().scopes))
     app[TOKENS] = await asyncio.to_thread(lambda: TokenStore(path, known_scopes=scopes))
     log.info("tokens file %s: %d entries", path, len(app[TOKENS].entries))
-    # SIGHUP belongs to reload_ctx (server/reload.py), which reloads this file and more.
+    # SIGHUP belongs to reload_ctx (server/ops/reload.py), which reloads this file and more.
     app[TOKENS].start(sighup=False)
     try:
         yield

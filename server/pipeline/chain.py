@@ -3,7 +3,7 @@
 ::
 
     observe.begin    request id (server/pipeline/observe.py)
-    route            matched operation -> request[ROUTE], request[TARGET] (server/routing.py)
+    route            matched operation -> request[ROUTE], request[TARGET] (server/pipeline/route.py)
     authenticate     credentials -> request[IDENTITY], or 401 (server/pipeline/authenticate.py);
                      a 401 counts against its source's rate limit: 429 once over (limit.py)
     limit            each request counts against its caller's rate limit, or 429 (limit.py)

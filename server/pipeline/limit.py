@@ -1,4 +1,4 @@
-"""Request pipeline: rate limits (server/limits.py), answered with 429 and ``Retry-After``.
+"""Request pipeline: rate limits (server/ops/limits.py), answered with 429 and ``Retry-After``.
 
 Two checks, each a plain function that the chain (server/pipeline/chain.py) calls:
 
@@ -26,7 +26,7 @@ from aiohttp import web
 
 from slurmgate.server.errors import TooManyRequests, Unauthenticated
 from slurmgate.server.keys import DECISION, IDENTITY, RATE_LIMITS
-from slurmgate.server.limits import Rate
+from slurmgate.server.ops.limits import Rate
 
 __all__ = ["check_caller", "check_refusal"]
 

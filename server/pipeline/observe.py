@@ -10,7 +10,7 @@ What happened inside comes from the request keys the other steps set (``DECISION
 The request id is the client's ``X-Request-ID`` when it is one short safe token
 (``[A-Za-z0-9._-]{1,64}``), else a new random one; it is not sent upstream (slurmrestd ignores
 it). The log line is an INFO record on ``slurmgate.access`` whose ``access`` attribute holds the
-fields (server/logs.py writes them as one JSON object; docs/operations.md lists them). It never
+fields (server/ops/logs.py writes them as one JSON object; docs/operations.md lists them). It never
 holds a credential, a query string or a raw path of a matched request: operations are named by
 their id and path template.
 """

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from slurmgate.server.app import build_app
-from slurmgate.server.cli import main as cli
+from slurmgate.server.cli.commands import main as cli
 from slurmgate.server.config import Settings, parse_settings
 from tests.lab.env import LabSuite
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from slurmgate.server.cache.keys import key_material
-from slurmgate.server.cli import main as cli
+from slurmgate.server.cli.commands import main as cli
 from slurmgate.server.keys import TOKENS
 from tests.lab.env import Lab, LabSuite
 from tests.lab.private_restd import PrivateRestd

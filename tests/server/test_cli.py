@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from slurmgate.generated import ROUTES, VERSIONS
-from slurmgate.server import cli
-from slurmgate.server.cli import main
+from slurmgate.server.cli import commands
+from slurmgate.server.cli.commands import main
 from tests.layout import REPO
 
 #: The console script pip installed beside this interpreter.
@@ -125,6 +125,6 @@ def test_version_of_an_uninstalled_tree(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    assert cli.version() == pyproject["project"]["version"]
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "server" / "cli.py"))
-    assert cli.version() == "unknown"
+    assert commands.version() == pyproject["project"]["version"]
+    monkeypatch.setattr(commands, "__file__", str(tmp_path / "server" / "cli" / "commands.py"))
+    assert commands.version() == "unknown"

@@ -430,7 +430,7 @@ async def lab_outage(suite_name: str, key: str) -> AsyncIterator[LabOutage]:
 @pytest.mark.timeout(120)
 def test_unreadable_requests_leave_no_traceback(lab: Lab, tmp_path: Path) -> None:
     # Found by the fuzzing: aiohttp logs each request it cannot parse as an ERROR with a
-    # traceback, which anyone could repeat to flood the log (server/logs.py now shortens them).
+    # traceback, which anyone could repeat to flood the log (server/ops/logs.py now shortens them).
     suite = lab.suites["forky"]
     requests = [
         b"GET /slurm/v0.0.45/node/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",

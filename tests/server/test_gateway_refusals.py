@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from slurmgate.server.app import build_app
-from slurmgate.server.cli import main as cli
+from slurmgate.server.cli.commands import main as cli
 from tests.lab.env import Lab, LabSuite
 from tests.server.gateway import create_token, gateway_settings, slurmrestd_requests
 

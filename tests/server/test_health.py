@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from slurmgate.server.health import HealthMonitor, judge_pings
 from slurmgate.server.keys import HEALTH
+from slurmgate.server.ops.health import HealthMonitor, judge_pings
 from tests.server.fake_gateway import Gateway, V, free_port, ping_body, start
 
 PING = f"/slurm/{V}/ping/"

@@ -1,4 +1,4 @@
-"""Rate limits (server/limits.py) with a fake clock: each check is given its `now`."""
+"""Rate limits (server/ops/limits.py) with a fake clock: each check is given its `now`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import timeit
 import pytest
 
 from slurmgate.server.identity.base import Identity
-from slurmgate.server.limits import (
+from slurmgate.server.ops.limits import (
     SWEEP_INTERVAL,
     Rate,
     RateLimiter,

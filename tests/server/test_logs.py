@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp.http_exceptions import InvalidURLError
 
-from slurmgate.server.logs import JsonFormatter, UnreadableRequests, configure_logging
+from slurmgate.server.ops.logs import JsonFormatter, UnreadableRequests, configure_logging
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``GET /metrics`` and what it exports (server/metrics.py, server/collectors.py), against a
+"""``GET /metrics`` and what it exports (server/ops/metrics.py, server/ops/collectors.py), against a
 scripted fake slurmrestd: the scope, the formats, one registry per app, the cache's counters and
 state, the SlurmUser token, bounded labels."""
 
@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from slurmgate.server.collectors import CacheCollector, TokenCollector
 from slurmgate.server.keys import CACHE, METRICS
-from slurmgate.server.metrics import RequestCollector, RequestTally
+from slurmgate.server.ops.collectors import CacheCollector, TokenCollector
+from slurmgate.server.ops.metrics import RequestCollector, RequestTally
 from tests.server.fake_gateway import Gateway, V, free_port, start
 
 NODES = f"/slurm/{V}/nodes/"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from slurmgate.server.logs import JsonFormatter
+from slurmgate.server.ops.logs import JsonFormatter
 from tests.lab.env import Lab, suite_versions
 from tests.server.gateway import TRANSPORTS, create_token, start_gateway
 

@@ -1,5 +1,5 @@
 """The gateway's own endpoints as the server registers them: the generated rows, each with the
-handler server/endpoints/__init__.py binds to it (server/routing.py add_endpoint)."""
+handler server/endpoints/__init__.py binds to it (server/pipeline/route.py add_endpoint)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from slurmgate.policies.routing import Access, CachePolicy, Namespace
 from slurmgate.server.app import build_app
 from slurmgate.server.config import parse_settings
 from slurmgate.server.endpoints import HANDLERS, bind
-from slurmgate.server.routing import add_endpoint, own_endpoints
+from slurmgate.server.pipeline.route import add_endpoint, own_endpoints
 
 PREFIX = {Access.PUBLIC: "public-", Access.OPTIONAL: "optional-", Access.TOKEN: "own-"}
 

@@ -1,5 +1,5 @@
-"""Reloading (server/reload.py) in process, in front of a fake slurmrestd: what a reload applies,
-what it keeps, and that a bad file changes nothing. SIGHUP itself: test_serve_limits.py."""
+"""Reloading (server/ops/reload.py) in process, in front of a fake slurmrestd: what a reload
+applies, what it keeps, and that a bad file changes nothing. SIGHUP itself: test_serve_limits.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from slurmgate.server.app import build_app
 from slurmgate.server.config import load_settings
 from slurmgate.server.keys import RATE_LIMITS, RELOADER, REQUIREMENTS, TOKENS, UPSTREAM_GATE
-from slurmgate.server.reload import changed_keys
+from slurmgate.server.ops.reload import changed_keys
 from tests.server.fake_gateway import KEY, FakeSlurmrestd, V
 from tests.server.gateway import create_token
 

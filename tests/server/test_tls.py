@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from slurmgate.server.cli.tls import server_context
 from slurmgate.server.config import TlsSettings, load_settings
 from slurmgate.server.errors import ConfigError
-from slurmgate.server.tls import server_context
 from tests.lab.env import Lab
 from tests.processes import stop_process, wait_ready
 from tests.server.gateway import create_token

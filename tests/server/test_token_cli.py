@@ -17,7 +17,7 @@ import jwt
 import pytest
 
 from slurmgate.generated import ROUTES
-from slurmgate.server import token_cli
+from slurmgate.server.cli import token as token_cli
 from slurmgate.server.identity.secret import NO_EXPIRY
 from slurmgate.server.identity.tokenfile import TokenEntry, parse_tokens
 from slurmgate.server.identity.tokens import TokenStore

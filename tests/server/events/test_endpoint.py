@@ -18,7 +18,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from slurmgate.server.app import build_app
-from slurmgate.server.cli import main as cli
+from slurmgate.server.cli.commands import main as cli
 from slurmgate.server.config import parse_settings
 from slurmgate.server.keys import JOB_EVENTS, METRICS, TOKENS
 from tests.server.events.fakes import FakeJobsRestd, job, serve

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from slurmgate.server.keys import METRICS, SLURM_USER_TOKEN
-from slurmgate.server.logs import JsonFormatter
+from slurmgate.server.ops.logs import JsonFormatter
 from slurmgate.server.pipeline.chain import Steps, pipeline
 from slurmgate.server.pipeline.observe import Observer
 from tests.server.fake_gateway import Gateway, V, free_port, start

@@ -13,10 +13,10 @@ from typing import TextIO
 from aiohttp import web
 
 from slurmgate.server.app import build_app
+from slurmgate.server.cli.tls import server_context
 from slurmgate.server.config import Settings, load_settings
 from slurmgate.server.errors import ConfigError
-from slurmgate.server.logs import configure_logging
-from slurmgate.server.tls import server_context
+from slurmgate.server.ops.logs import configure_logging
 
 __all__ = ["raise_file_limit", "register"]
 
@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     configure_logging(settings.log_level, sys.stderr)
     raise_file_limit(settings)
     listen = settings.listen
-    # Until the reloader (server/reload.py) takes SIGHUP over, and after it lets go, a reload
+    # Until the reloader (server/ops/reload.py) takes SIGHUP over, and after it lets go, a reload
     # request must not kill the gateway (the default action).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     scheme = "https" if ssl_context is not None else "http"

@@ -21,7 +21,8 @@ from typing import TextIO
 
 from slurmgate.generated import ROUTES, VERSIONS
 from slurmgate.policies.routing import Route
-from slurmgate.server import serve, token_cli
+from slurmgate.server.cli import serve
+from slurmgate.server.cli import token as token_cli
 
 __all__ = ["build_parser", "main", "version"]
 
@@ -40,7 +41,7 @@ def version() -> str:
         return importlib.metadata.version("slurmgate")
     except importlib.metadata.PackageNotFoundError:
         pass
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"  # server/cli/commands.py
     try:
         found = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
     except (OSError, tomllib.TOMLDecodeError, KeyError):

@@ -40,7 +40,7 @@ from slurmgate.server.keys import (
     TOKENS,
     UPSTREAM_GATE,
 )
-from slurmgate.server.limits import RateLimits
+from slurmgate.server.ops.limits import RateLimits
 from slurmgate.server.upstream.gate import UpstreamGate
 
 __all__ = ["RELOADABLE", "Reloader", "apply_policies", "reload_ctx"]

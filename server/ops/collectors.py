@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.events.hub import JobEvents
-    from slurmgate.server.limits import RateLimits
+    from slurmgate.server.ops.limits import RateLimits
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
 

@@ -7,7 +7,7 @@ What is counted where:
 - upstream calls and their failures: ``send_as`` (server/upstream/acting.py), the one place every
   call to slurmrestd passes;
 - the cache, the SlurmUser token, the upstream gate, the rate limits and the process: read when
-  scraped, by the collectors in server/collectors.py (the cache's own counters,
+  scraped, by the collectors in server/ops/collectors.py (the cache's own counters,
   :class:`~.cache.store.CacheStats`, are exported, not counted twice).
 
 Label values come from fixed sets (operation ids of the routing table, known methods, statuses,
@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from slurmgate.server.collectors import (
+from slurmgate.server.ops.collectors import (
     CacheCollector,
     EventsCollector,
     LimitsCollector,
@@ -36,7 +36,7 @@ from slurmgate.server.collectors import (
 if TYPE_CHECKING:
     from slurmgate.server.cache.store import ResponseCache
     from slurmgate.server.events.hub import JobEvents
-    from slurmgate.server.limits import RateLimits
+    from slurmgate.server.ops.limits import RateLimits
     from slurmgate.server.upstream.gate import UpstreamGate
     from slurmgate.server.upstream.token import SlurmUserToken
 

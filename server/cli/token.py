@@ -26,6 +26,12 @@ from typing import TextIO
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.rules import load_scope_rules
+from slurmgate.server.cli.token_show import (
+    permissions,
+    requirement_notes,
+    show_json,
+    show_text,
+)
 from slurmgate.server.config import load_settings
 from slurmgate.server.errors import ConfigError
 from slurmgate.server.identity import secret as secrets_
@@ -37,12 +43,6 @@ from slurmgate.server.identity.tokenfile import (
     parse_network,
     parse_tokens,
     render_tokens,
-)
-from slurmgate.server.token_show import (
-    permissions,
-    requirement_notes,
-    show_json,
-    show_text,
 )
 
 __all__ = ["parse_expires", "register"]
