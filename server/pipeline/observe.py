@@ -74,8 +74,8 @@ class Observer:
         request[REQUEST_ID] = request_id
         return request_id
 
+    @staticmethod
     def end(
-        self,
         request: web.Request,
         request_id: str,
         status: int,
@@ -85,76 +85,66 @@ class Observer:
     ) -> None:
         """Count and log the answer (``status``: as sent, or :data:`CLIENT_CLOSED`) of a request
         that took ``seconds``."""
-        _record(request, request_id, status, seconds, response=response)
-
-
-def _record(
-    request: web.Request,
-    request_id: str,
-    status: int,
-    seconds: float,
-    *,
-    response: web.StreamResponse | None,
-) -> None:
-    route = request.get(ROUTE)
-    # ENDPOINT is looked up only when needed: a missing key costs a KeyError inside get().
-    endpoint = request.get(ENDPOINT) if route is None else None
-    if route is not None:
-        operation: str | None = route.operation_id
-        path = route.path
-    elif endpoint is not None:
-        operation = endpoint.operation_id
-        resource = request.match_info.route.resource
-        path = resource.canonical if resource is not None else ""
-    else:
-        operation, path = None, request.rel_url.raw_path[:MAX_PATH_CHARS]
-    decision = request.get(DECISION)
-    metrics = request.app.get(METRICS)
-    if metrics is not None:
-        metrics.request(
-            operation=operation or "none",
-            method=request.method,
-            status=status,
-            decision=decision or "none",
-            seconds=seconds,
+        route = request.get(ROUTE)
+        # ENDPOINT is looked up only when needed: a missing key costs a KeyError inside get().
+        endpoint = request.get(ENDPOINT) if route is None else None
+        if route is not None:
+            operation: str | None = route.operation_id
+            path = route.path
+        elif endpoint is not None:
+            operation = endpoint.operation_id
+            resource = request.match_info.route.resource
+            path = resource.canonical if resource is not None else ""
+        else:
+            operation, path = None, request.rel_url.raw_path[:MAX_PATH_CHARS]
+        decision = request.get(DECISION)
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.request(
+                operation=operation or "none",
+                method=request.method,
+                status=status,
+                decision=decision or "none",
+                seconds=seconds,
+            )
+        if not log.isEnabledFor(logging.INFO):
+            return
+        arrived = time.time() - seconds  # read only for the log line
+        identity = request.get(IDENTITY)
+        upstream_seconds = request.get(UPSTREAM_SECONDS)
+        fields: dict[str, object] = {
+            "time": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds")[:-6]
+            + "Z",
+            "request_id": request_id,
+            "remote": request.remote,
+            "method": request.method[:16],
+            "operation": operation,
+            "path": path,
+            "user": identity.user if identity else None,
+            "auth_method": identity.method if identity else None,
+            "token_name": identity.name if identity else None,
+            "decision": decision,
+            "cache": request.get(CACHE_STATE),
+            "upstream_status": request.get(UPSTREAM_STATUS),
+            "upstream_seconds": None if upstream_seconds is None else round(upstream_seconds, 6),
+            "status": status,
+            "seconds": round(seconds, 6),
+            "bytes": _bytes(response),
+        }
+        # makeRecord and handle rather than log.info: the same record and filters, without looking
+        # up the caller's frame for every request (a third of the cost of a line).
+        args = (request_id, fields["method"], operation or path, status, seconds)
+        record = log.makeRecord(
+            log.name,
+            logging.INFO,
+            __file__,
+            0,
+            "%s %s %s %d %.3fs",
+            args,
+            None,
+            extra={"access": fields},
         )
-    if not log.isEnabledFor(logging.INFO):
-        return
-    arrived = time.time() - seconds  # read only for the log line
-    identity = request.get(IDENTITY)
-    upstream_seconds = request.get(UPSTREAM_SECONDS)
-    fields: dict[str, object] = {
-        "time": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
-        "request_id": request_id,
-        "remote": request.remote,
-        "method": request.method[:16],
-        "operation": operation,
-        "path": path,
-        "user": identity.user if identity else None,
-        "auth_method": identity.method if identity else None,
-        "token_name": identity.name if identity else None,
-        "decision": decision,
-        "cache": request.get(CACHE_STATE),
-        "upstream_status": request.get(UPSTREAM_STATUS),
-        "upstream_seconds": None if upstream_seconds is None else round(upstream_seconds, 6),
-        "status": status,
-        "seconds": round(seconds, 6),
-        "bytes": _bytes(response),
-    }
-    # makeRecord and handle rather than log.info: the same record and filters, without looking
-    # up the caller's frame for every request (a third of the cost of a line).
-    args = (request_id, fields["method"], operation or path, status, seconds)
-    record = log.makeRecord(
-        log.name,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %s %d %.3fs",
-        args,
-        None,
-        extra={"access": fields},
-    )
-    log.handle(record)
+        log.handle(record)
 
 
 def _bytes(response: web.StreamResponse | None) -> int | None:

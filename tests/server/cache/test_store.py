@@ -373,38 +373,20 @@ async def test_read_answers_stale_if_error_only_when_the_client_accepts_it() -> 
     upstream.failure = UpstreamDown("refused")
     with pytest.raises(UpstreamDown):
         await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice")
-    stale = await cache.read(
-        "/p",
-        "jobs",
-        fetch,
-        bounds=BOUNDS,
-        user="alice",
-        directives=Directives(stale_if_error=float("inf")),
-    )
+    accepting = Directives(stale_if_error=float("inf"))
+    stale = await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=accepting)
     assert stale.outcome == "STALE"
     assert stale.entry is not None
     assert bytes(stale.entry.body) == OK.body
     # A failure of another kind (a bug) is never hidden behind a stale answer.
     upstream.failure = RuntimeError("bug")
     with pytest.raises(RuntimeError):
-        await cache.read(
-            "/p",
-            "jobs",
-            fetch,
-            bounds=BOUNDS,
-            user="alice",
-            directives=Directives(stale_if_error=float("inf")),
-        )
+        await cache.read("/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=accepting)
     # A 5xx answer is replaced by the stale entry too, and not stored.
     upstream.failure = None
     upstream.answer = Answer(502, "Bad Gateway", JSON, b'{"errors": [{"error": "down"}]}')
     replaced = await cache.read(
-        "/p",
-        "jobs",
-        fetch,
-        bounds=BOUNDS,
-        user="alice",
-        directives=Directives(stale_if_error=float("inf")),
+        "/p", "jobs", fetch, bounds=BOUNDS, user="alice", directives=accepting
     )
     assert replaced.outcome == "STALE"
     assert cache.stats.stale == 2
