@@ -8,7 +8,6 @@ pydantic does the checking (it is already a dependency, and its error locations 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import re
 import tomllib
 from functools import cache
@@ -34,7 +33,6 @@ from slurmgate.server.errors import ConfigError
 from slurmgate.server.events.settings import EventsSettings
 
 __all__ = [
-    "REMOVED_KEYS",
     "AuthSettings",
     "AuthorizationSettings",
     "HealthSettings",
@@ -49,8 +47,6 @@ __all__ = [
     "load_settings",
     "parse_settings",
 ]
-
-log = logging.getLogger("slurmgate.config")
 
 
 def _check_url(value: str) -> str:
@@ -373,32 +369,11 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-#: Keys that earlier releases took and this one ignores (with a warning), so that an old
-#: configuration still starts: (section, key) -> why.
-REMOVED_KEYS: dict[tuple[str, str], str] = {
-    ("cache", "shortcut_seconds"): "the hit shortcut is gone; every request takes the one "
-    "request path, whose hits are as fast (docs/caching.md)",
-}
-
-
-def _drop_removed(data: dict[str, object], origin: str) -> dict[str, object]:
-    """``data`` without :data:`REMOVED_KEYS`, each one found logged as a warning."""
-    cleaned = dict(data)
-    for (section, key), why in REMOVED_KEYS.items():
-        table = cleaned.get(section)
-        if isinstance(table, dict) and key in table:
-            cleaned[section] = {k: v for k, v in table.items() if k != key}
-            log.warning("%s: %s.%s is ignored: %s", origin, section, key, why)
-    return cleaned
-
-
 def parse_settings(data: dict[str, object], *, origin: str, base: Path | None = None) -> Settings:
     """Validate parsed TOML; raise :class:`ConfigError` naming every bad key.
 
     Relative paths are taken from ``base`` (the configuration file's folder) when given.
-    Keys of :data:`REMOVED_KEYS` are dropped with a warning.
     """
-    data = _drop_removed(data, origin)
     try:
         return Settings.model_validate(data, context={"base": base})
     except ValidationError as error:

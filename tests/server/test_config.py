@@ -471,21 +471,13 @@ def test_an_url_without_host_or_with_a_bad_port(tmp_path: Path, url: str) -> Non
     assert "upstream.url" in problems(tmp_path / "slurmgate.toml", text)[0]
 
 
-def test_a_removed_key_is_ignored_with_a_warning_naming_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """An old configuration still starts: ``cache.shortcut_seconds`` (the hit shortcut, removed)
-    is dropped with one warning; a key that never existed is still an error."""
+def test_the_removed_hit_shortcut_key_stops_the_start_naming_it(tmp_path: Path) -> None:
+    """``cache.shortcut_seconds`` (the hit shortcut of earlier releases, gone with it) is refused
+    like any unknown key, naming it, rather than silently dropped (docs/configuration.md)."""
     path = tmp_path / "old.toml"
-    path.write_text(VALID + "[cache]\nshortcut_seconds = 1.0\nper_user = true\n")
-    with caplog.at_level("WARNING", logger="slurmgate.config"):
-        settings = load_settings(path)
-    assert settings.cache.per_user is True  # the rest of the table is read as always
-    (record,) = caplog.records
-    assert record.getMessage().startswith(f"{path}: cache.shortcut_seconds is ignored: ")
-    path.write_text(VALID + "[cache]\nshortcut_second = 1.0\n")
+    path.write_text(VALID + "[cache]\nshortcut_seconds = 1.0\n")
     with pytest.raises(ConfigError) as refused:
         load_settings(path)
     assert refused.value.problems == [
-        f"{path}: cache.shortcut_second: Extra inputs are not permitted"
+        f"{path}: cache.shortcut_seconds: Extra inputs are not permitted"
     ]
