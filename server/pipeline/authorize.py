@@ -1,30 +1,13 @@
-"""Authorization: the operation's scope, then for account-limited tokens every account it touches.
+"""Authorization: the operation's scope, the group and network requirements that pick it, and
+for account-limited tokens every account a mutating request touches; 403 otherwise.
 
-Every operation's required scope comes from the generated routing table. A token whose account
-patterns restrict it may use a mutating operation with account locations only when every Slurm
-account the request would act on fully matches one of its patterns:
-
-- the accounts the request names (``policies/accounts.py``: the body parsed once and strictly, the
-  path parameters, the query pairs read from the raw query string as slurmrestd reads them);
-- the caller's default account, when a job leaves its account out (asked upstream as the caller);
-- the current accounts of the jobs and users it acts on (asked upstream as the caller, live, once
-  per entity and request; every record a job id returns: HetJob components, array tasks);
-- never "every account": a request whose account filter is left out is refused.
-
-Between the two, the group and network requirements of the configuration
-(``[[authorization.require]]``, matched by ``policies/requirements.py``): the request's source
-address must be in one of each picking rule's networks and the caller's user in one of its Unix
-groups; groups that cannot be resolved mean no.
-
-The gateway's own endpoints that take credentials have a routing-table row too (their scope, no
-account locations), and are checked the same way: scope, then requirements.
-The outcome is recorded in ``request[DECISION]`` ("allow" or "deny") for the access log and
-metrics.
-
-Anything that cannot be determined is refused (403), a body that cannot be read alike by the
-gateway and slurmrestd is 400. The bytes checked are the bytes forwarded: ``request.read()``
-caches them and ``forward`` sends that cache. Reads, and tokens without account patterns, are
-checked by scope only, so they keep slurmrestd's exact behaviour.
+The rules are in docs/authorization.md; their pure parts are in policies/ (``accounts.py``: which
+accounts a request names, parsed strictly with the generated models; ``requirements.py``: which
+rules pick an operation). What this step adds: the caller's default account and the current
+accounts of the jobs and users a request acts on, asked upstream as the caller, live
+(server/upstream/lookups.py); fail closed on anything undetermined (403), and 400 for a body or
+query the gateway and slurmrestd could read differently. The bytes checked are the bytes
+forwarded (``request.read()`` caches them). Records ``request[DECISION]``: "allow" or "deny".
 """
 
 from __future__ import annotations
