@@ -43,6 +43,7 @@ from tests.bench.scenarios import (
 from tests.bench.targets import Env, Target, direct, start_bare, start_gateway, start_nginx
 from tests.lab.env import LabSuite, load_lab
 from tests.lab.private_restd import PrivateRestd
+from tests.layout import package_dirs
 from tests.redis_server import RedisServer
 
 __all__ = ["Plan", "Results", "run"]
@@ -126,7 +127,9 @@ def _code_state() -> dict[str, Any]:
             ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30, check=False
         ).stdout.strip()
 
-    dirty = git("status", "--short", "--", "server", "policies", "generated").splitlines()
+    # The folders the gateway is installed from (pyproject's package-dir: the one list of them).
+    folders = [folder.relative_to(REPO).as_posix() for folder in package_dirs().values()]
+    dirty = git("status", "--short", "--", *folders).splitlines()
     return {"head": git("rev-parse", "--short", "HEAD"), "dirty": dirty}
 
 
