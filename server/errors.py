@@ -11,6 +11,7 @@
     │   ├── MethodNotAllowed        405  known path, other method (adds Allow)
     │   ├── NotAcceptable           406  an Accept the gateway's own endpoint cannot answer
     │   ├── PayloadTooLarge         413  body over the configured limit
+    │   ├── ExpectationFailed       417  an Expect header other than 100-continue
     │   └── TooManyRequests         429  the caller's rate limit (adds Retry-After)
     └── UpstreamError               5xx: slurmrestd could not answer
         ├── UpstreamUnavailable     502  connection refused or broken, bad HTTP
@@ -36,6 +37,7 @@ __all__ = [
     "BadRequest",
     "ClientError",
     "ConfigError",
+    "ExpectationFailed",
     "Forbidden",
     "GatewayBusy",
     "MethodNotAllowed",
@@ -138,6 +140,13 @@ class NotAcceptable(ClientError):
 
     status = 406
     error = "Not acceptable"
+
+
+class ExpectationFailed(ClientError):
+    """An ``Expect`` the gateway cannot meet: anything but ``100-continue`` (417)."""
+
+    status = 417
+    error = "Expectation failed"
 
 
 class PayloadTooLarge(ClientError):

@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
 from slurmgate.generated import ROUTES
 from slurmgate.policies.routing import Access, CachePolicy, Namespace, OwnEndpoint, Route
-from slurmgate.server.errors import BadRequest, NotFound
+from slurmgate.server.errors import BadRequest, ExpectationFailed, NotFound
 from slurmgate.server.keys import (
     ENDPOINT,
     ROUTE,
@@ -125,7 +125,7 @@ def add_endpoint(app: web.Application, row: OwnEndpoint, handler: Handler) -> No
     # HEAD beside GET, as aiohttp's add_get does, and known to the pipeline like the GET: a HEAD
     # the authorize step did not recognise would skip the scope check.
     for method in ("HEAD", "GET") if row.method == "GET" else (row.method,):
-        registered[resource.add_route(method, handler)] = endpoint
+        registered[resource.add_route(method, handler, expect_handler=expect)] = endpoint
 
 
 def own_endpoints(app: web.Application) -> dict[str, Endpoint]:
@@ -157,13 +157,17 @@ def add_api_routes(app: web.Application, handler: Handler) -> None:
             for template in (route.path, other):
                 entry = _Entry(route, version, template)
                 table.by_template[(version, route.method, template)] = entry
-                table.by_route[app.router.add_route(route.method, template, handler)] = entry
+                table.by_route[
+                    app.router.add_route(route.method, template, handler, expect_handler=expect)
+                ] = entry
                 alias = template.replace(f"/{version}/", f"/{LATEST}/", 1)
                 if (route.method, alias) in aliased:
                     continue
                 aliased.add((route.method, alias))
                 latest = _Entry(route, version, template, latest=True)
-                table.by_route[app.router.add_route(route.method, alias, handler)] = latest
+                table.by_route[
+                    app.router.add_route(route.method, alias, handler, expect_handler=expect)
+                ] = latest
     app[_TABLE] = table
 
 
@@ -222,10 +226,31 @@ def _own_target(request: web.Request) -> str:
     return f"{path}?{query}" if query else path
 
 
+async def expect(request: web.Request) -> None:
+    """The ``Expect`` handler of every route: ``100-continue`` answered as aiohttp does; any other
+    expectation is left to :func:`route`, which refuses it in the envelope (aiohttp's own handler
+    answers it in plain text before any middleware, so it would be neither observed nor in
+    slurmrestd's shape)."""
+    if _expects_continue(request):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's body has not started
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return request.headers.get("Expect", "").lower() == "100-continue"
+
+
 def route(request: web.Request) -> None:
     """The routing step: ``request[ROUTE]`` and ``request[TARGET]`` for a request that matched an
     operation, ``request[ENDPOINT]`` for one of the gateway's own endpoints; nothing for a
-    request that matched nothing (its handler raises aiohttp's 404 or 405)."""
+    request that matched nothing (its handler raises aiohttp's 404 or 405). An HTTP/1.1
+    ``Expect`` other than ``100-continue`` is a 417 (RFC 9110 10.1.1)."""
+    if (
+        "Expect" in request.headers
+        and request.version == HttpVersion11
+        and not _expects_continue(request)
+    ):
+        raise ExpectationFailed("Expect: only 100-continue is supported", source="Expect")
     table = request.app[_TABLE]
     matched = request.match_info.route
     entry = table.by_route.get(matched)
