@@ -15,10 +15,10 @@ The gateway's own endpoints (``/meta/versions``, ``/openapi/v3``, ``/health``, `
 ``policies/endpoints/*.yaml``), registered with :func:`add_endpoint`, which names them for
 authentication (``public-*``: no credentials; ``optional-*``: credentials checked only when sent)
 and gives the pipeline their operation id and scope (``request[ENDPOINT]``). One that takes
-credentials (``token`` or ``optional``) also gets a routing-table row (``request[ROUTE]``,
-``request[TARGET]``: its path and query), so that authorize treats it as it treats slurmrestd's
-operations (scope, then the group and network requirements that pick it) and the cache as any
-cached read when its row is cached. Nothing here reads a policy file.
+credentials (``token`` or ``optional``) also gets a routing-table row (``request[ROUTE]``; a
+cached one ``request[TARGET]`` too: its path and query), so that authorize treats it as it
+treats slurmrestd's operations (scope, then the group and network requirements that pick it)
+and the cache as any cached read when its row is cached. Nothing here reads a policy file.
 """
 
 from __future__ import annotations
@@ -260,7 +260,9 @@ def route(request: web.Request) -> None:
             request[ENDPOINT] = endpoint
             if endpoint.route is not None:
                 request[ROUTE] = endpoint.route
-                request[TARGET] = _own_target(request)
+                if endpoint.route.cache is not CachePolicy.NONE:
+                    # The cache's name for it; only the read-through of a cached one reads it.
+                    request[TARGET] = _own_target(request)
         return
     entry = _resolve(table, entry, request.app[UPSTREAM_VERSIONS].served)
     request[ROUTE] = entry.route
